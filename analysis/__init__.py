@@ -1,0 +1,1 @@
+"""BioVLM science core: plain Python pipelines that never import Django."""

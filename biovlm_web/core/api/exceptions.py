@@ -1,0 +1,15 @@
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+def exception_handler(exc, context):
+    """DRF's handler, plus a ``detail`` sentence on field errors so clients can show one line."""
+    response = drf_exception_handler(exc, context)
+    if response is None or not isinstance(response.data, dict) or "detail" in response.data:
+        return response
+    parts = []
+    for field, errors in response.data.items():
+        messages = errors if isinstance(errors, list) else [errors]
+        text = " ".join(str(message) for message in messages)
+        parts.append(text if field == "non_field_errors" else f"{field}: {text}")
+    response.data = {"detail": " ".join(parts), "errors": response.data}
+    return response

@@ -1,0 +1,86 @@
+"""The websocket that streams one job's progress: ``ws/jobs/<uuid>/``."""
+
+import asyncio
+import logging
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from biovlm_web.core.access import can_view
+from biovlm_web.core.models import Job
+from biovlm_web.core.progress import job_group
+
+logger = logging.getLogger(__name__)
+
+# Close code sent when the visitor may not watch the job (4000-4999 are free for applications).
+CLOSE_FORBIDDEN = 4403
+
+
+class JobProgressConsumer(AsyncJsonWebsocketConsumer):
+    """Sends the job's state right after connecting, then every update.
+
+    It also re-reads the row every ``poll_seconds``: that re-checks access (a revoked
+    share link closes the socket), runs the stale-job reaper, and sends the state if an
+    update was missed.
+    """
+
+    poll_seconds = 10.0
+
+    async def connect(self):
+        self.job_uuid = str(self.scope["url_route"]["kwargs"]["job_uuid"])
+        self.group = job_group(self.job_uuid)
+        self._poller = None
+        snapshot = await self._allowed_snapshot()
+        if snapshot is None:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        self._last_sent = snapshot
+        await self.send_json({"type": "snapshot", "job": snapshot})
+        if snapshot["status"] not in Job.FINISHED:
+            self._poller = asyncio.create_task(self._poll())
+
+    async def disconnect(self, code):
+        if self._poller is not None:
+            self._poller.cancel()
+        await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content, **kwargs):
+        # The client may ask for the current state at any time.
+        if content.get("type") == "refresh":
+            snapshot = await self._allowed_snapshot()
+            if snapshot is None:
+                await self.close(code=CLOSE_FORBIDDEN)
+                return
+            await self.send_json({"type": "snapshot", "job": snapshot})
+
+    async def job_update(self, event):
+        self._last_sent = event["job"]
+        await self.send_json({"type": "update", "job": event["job"]})
+
+    async def _poll(self):
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            snapshot = await self._allowed_snapshot(reap=True)
+            if snapshot is None:
+                await self.close(code=CLOSE_FORBIDDEN)
+                return
+            if snapshot != self._last_sent:
+                self._last_sent = snapshot
+                await self.send_json({"type": "update", "job": snapshot})
+            if snapshot["status"] in Job.FINISHED:
+                return
+
+    @database_sync_to_async
+    def _allowed_snapshot(self, reap: bool = False):
+        job = Job.objects.select_related("project").filter(uuid=self.job_uuid).first()
+        if job is None or not can_view(self.scope.get("user"), self.scope.get("session"), job):
+            return None
+        if reap and job.status == Job.Status.RUNNING and settings.JOB_STALE_SECONDS:
+            from biovlm_web.core.jobs import reap_stale_jobs
+
+            if reap_stale_jobs():
+                job.refresh_from_db()
+        return job.snapshot()

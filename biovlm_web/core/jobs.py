@@ -1,0 +1,295 @@
+"""Job kinds, submission, execution in the worker, cancellation and the stale-job reaper.
+
+A job is a row first: ``submit_job`` creates the Job row and enqueues it on the RQ queue
+only after the surrounding transaction commits, with the row's UUID as the RQ job id.
+Every status change is an atomic claim: an UPDATE filtered on the expected old status
+that must change exactly one row, so two workers never run one job and a job that the
+reaper marked failed is never turned back into a success.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.utils import timezone
+
+from analysis.progress import Cancelled
+from biovlm_web.core.models import Job
+from biovlm_web.core.progress import JobProgressReporter, broadcast_job
+
+logger = logging.getLogger(__name__)
+
+Status = Job.Status
+
+
+class JobError(Exception):
+    """A failure the user can act on; its message is shown as the job's error."""
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    title: str
+    function: Callable  # function(job, reporter) -> dict stored as the job's result
+    queue: str = "default"
+    validate: Callable[[object, dict], dict] | None = None  # (project, params) -> cleaned params
+    model_versions: Callable[[dict], dict] = field(default=lambda params: {})
+
+
+_KINDS: dict[str, JobKind] = {}
+
+
+def register_job_kind(kind: JobKind) -> JobKind:
+    if kind.queue not in settings.RQ_QUEUES:
+        raise ValueError(f"Job kind {kind.name!r} names an unknown queue {kind.queue!r}.")
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def get_job_kind(name: str) -> JobKind:
+    try:
+        return _KINDS[name]
+    except KeyError:
+        known = ", ".join(sorted(_KINDS)) or "none"
+        raise JobError(f"Unknown job kind {name!r}; known kinds: {known}.") from None
+
+
+def job_kinds() -> dict[str, JobKind]:
+    return dict(_KINDS)
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """The git commit of the running code, or the package version outside a checkout."""
+    try:
+        output = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=Path(settings.BASE_DIR),
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        return output.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return settings.BIOVLM_VERSION
+
+
+def _get_queue(name: str):
+    import django_rq
+
+    return django_rq.get_queue(name)
+
+
+def _enqueue(job_id: int) -> None:
+    job = Job.objects.get(pk=job_id)
+    try:
+        _get_queue(job.queue).enqueue(
+            execute_job,
+            str(job.uuid),
+            job_id=str(job.uuid),
+            result_ttl=24 * 3600,
+            failure_ttl=7 * 24 * 3600,
+            description=f"{job.kind} {job.uuid}",
+        )
+    except Exception as error:  # Redis down or misconfigured: the row must not wait forever.
+        logger.exception("Enqueueing job %s failed", job.uuid)
+        _finish(job.uuid, Status.QUEUED, Status.FAILED, error=f"The job queue is unavailable ({error}); retry later.")
+
+
+def submit_job(project, kind: str, params: dict | None = None, user=None, retry_of: Job | None = None) -> Job:
+    """Create a job row and enqueue it once the current transaction commits."""
+    spec = get_job_kind(kind)
+    params = dict(params or {})
+    if spec.validate is not None:
+        params = spec.validate(project, params)
+
+    job = Job.objects.create(
+        project=project,
+        kind=spec.name,
+        queue=spec.queue,
+        params=params,
+        created_by=user if user is not None and user.is_authenticated else None,
+        code_version=code_version(),
+        model_versions=spec.model_versions(params),
+        retry_of=retry_of,
+        stage="queued",
+    )
+    transaction.on_commit(lambda: _enqueue(job.pk))
+    return job
+
+
+def retry_job(job: Job, user=None) -> Job:
+    if job.status not in (Status.FAILED, Status.CANCELLED):
+        raise JobError(f"Only failed or cancelled jobs can be retried; this job is {job.status}.")
+    return submit_job(job.project, job.kind, job.params, user=user, retry_of=job)
+
+
+def cancel_job(job: Job) -> bool:
+    """Cancel a queued job at once, or ask a running job to stop; return whether anything changed."""
+    now = timezone.now()
+    if Job.objects.filter(pk=job.pk, status=Status.QUEUED).update(
+        status=Status.CANCELLED, cancel_requested=True, finished_at=now, stage="cancelled"
+    ):
+        _cancel_in_queue(job)
+        broadcast_job(Job.objects.get(pk=job.pk))
+        return True
+    if Job.objects.filter(pk=job.pk, status=Status.RUNNING, cancel_requested=False).update(cancel_requested=True):
+        job.refresh_from_db()
+        broadcast_job(job)
+        return True
+    return False
+
+
+def _cancel_in_queue(job: Job) -> None:
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job as RQJob
+
+    queue = _get_queue(job.queue)
+    try:
+        RQJob.fetch(str(job.uuid), connection=queue.connection).cancel()
+    except NoSuchJobError:
+        pass
+    except Exception:
+        # The row is already cancelled, and execute_job skips rows that are not queued.
+        logger.warning("Removing job %s from queue %s failed", job.uuid, job.queue, exc_info=True)
+
+
+def _finish(job_uuid, expected: str, status: str, *, error: str = "", result: dict | None = None) -> bool:
+    values = {"status": status, "finished_at": timezone.now(), "error": error[:10_000]}
+    if status == Status.SUCCEEDED:
+        values.update(progress=1.0, stage="done", result=result or {})
+    elif status == Status.CANCELLED:
+        values["stage"] = "cancelled"
+    changed = Job.objects.filter(uuid=job_uuid, status=expected).update(**values) == 1
+    if changed:
+        broadcast_job(Job.objects.get(uuid=job_uuid))
+    return changed
+
+
+class Heartbeat:
+    """A thread that stamps the job row while the job runs and notices cancel requests."""
+
+    def __init__(self, job_pk: int, interval: float) -> None:
+        self.job_pk = job_pk
+        self.interval = interval
+        self.cancelled = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_pk}", daemon=True)
+
+    def start(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval + 5)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.interval):
+                rows = Job.objects.filter(pk=self.job_pk, status=Status.RUNNING)
+                if not rows.update(heartbeat_at=timezone.now()):
+                    self.cancelled.set()  # reaped or finished elsewhere: stop working on it
+                elif rows.filter(cancel_requested=True).exists():
+                    self.cancelled.set()
+        except Exception:
+            logger.exception("Heartbeat of job %s failed", self.job_pk)
+        finally:
+            close_old_connections()
+            from django.db import connection
+
+            connection.close()
+
+
+def worker_name() -> str:
+    try:
+        from rq import get_current_job
+
+        current = get_current_job()
+        if current is not None and current.worker_name:
+            return current.worker_name
+    except Exception:
+        pass
+    return f"{socket.gethostname()}"
+
+
+def execute_job(job_uuid: str) -> str:
+    """Run one job in an RQ worker. This is the function RQ calls."""
+    close_old_connections()
+    now = timezone.now()
+    claimed = Job.objects.filter(uuid=job_uuid, status=Status.QUEUED).update(
+        status=Status.RUNNING, started_at=now, heartbeat_at=now, worker_name=worker_name()[:200], stage="starting"
+    )
+    if claimed != 1:
+        logger.info("Job %s is no longer queued; skipping it", job_uuid)
+        return "skipped"
+
+    job = Job.objects.get(uuid=job_uuid)
+    logger.info("Job %s (%s) started", job.uuid, job.kind)
+    broadcast_job(job)
+    heartbeat = Heartbeat(job.pk, settings.JOB_HEARTBEAT_SECONDS).start()
+    reporter = JobProgressReporter(job, cancel_event=heartbeat.cancelled)
+    try:
+        spec = get_job_kind(job.kind)
+        result = spec.function(job, reporter)
+        reporter.flush()
+    except Cancelled:
+        reporter.flush(force_running=False)
+        _finish(job.uuid, Status.RUNNING, Status.CANCELLED, error="Cancelled by a user.")
+        logger.info("Job %s cancelled", job.uuid)
+        return "cancelled"
+    except JobError as error:
+        reporter.flush(force_running=False)
+        _finish(job.uuid, Status.RUNNING, Status.FAILED, error=str(error))
+        logger.warning("Job %s failed: %s", job.uuid, error)
+        return "failed"
+    except Exception as error:
+        reporter.flush(force_running=False)
+        logger.exception("Job %s raised an unexpected error", job.uuid)
+        _finish(job.uuid, Status.RUNNING, Status.FAILED, error=f"Internal error: {type(error).__name__}: {error}")
+        return "failed"
+    finally:
+        heartbeat.stop()
+
+    if not _finish(job.uuid, Status.RUNNING, Status.SUCCEEDED, result=result if isinstance(result, dict) else {}):
+        logger.warning("Job %s finished, but its row was no longer running; its result was dropped", job.uuid)
+        return "dropped"
+    logger.info("Job %s succeeded", job.uuid)
+    return "succeeded"
+
+
+def mark_worker_died(job_uuid: str, reason: str) -> bool:
+    """Mark a running job failed because its work-horse process died."""
+    return _finish(job_uuid, Status.RUNNING, Status.FAILED, error=f"The worker process died: {reason}. Retry the job.")
+
+
+def reap_stale_jobs(stale_seconds: float | None = None) -> list[str]:
+    """Mark running jobs whose heartbeat stopped as failed; return their UUIDs."""
+    stale_seconds = settings.JOB_STALE_SECONDS if stale_seconds is None else stale_seconds
+    cutoff = timezone.now() - timedelta(seconds=stale_seconds)
+    reaped = []
+    for job in Job.objects.filter(status=Status.RUNNING, heartbeat_at__lt=cutoff):
+        age = (timezone.now() - job.heartbeat_at).total_seconds()
+        error = (
+            f"The worker {job.worker_name or '(unknown)'} stopped responding: no heartbeat for {age:.0f} s "
+            f"(limit {stale_seconds:.0f} s). Retry the job."
+        )
+        changed = Job.objects.filter(pk=job.pk, status=Status.RUNNING, heartbeat_at__lt=cutoff).update(
+            status=Status.FAILED, finished_at=timezone.now(), error=error
+        )
+        if changed:
+            logger.warning("Job %s marked failed: %s", job.uuid, error)
+            broadcast_job(Job.objects.get(pk=job.pk))
+            reaped.append(str(job.uuid))
+    return reaped

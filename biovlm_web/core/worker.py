@@ -1,0 +1,65 @@
+"""The RQ worker class for BioVLM jobs.
+
+Start it with ``python manage.py rqworker --worker-class biovlm_web.core.worker.JobWorker
+gpu default``. Beyond a plain RQ worker it marks a job failed at once when its work-horse
+process dies, and it runs the stale-job reaper in a background thread, so a job whose whole
+worker died is marked failed by any other live worker.
+"""
+
+import logging
+import threading
+
+from django.conf import settings
+from django.db import connections
+from rq import Worker
+
+logger = logging.getLogger(__name__)
+
+
+class ReaperThread(threading.Thread):
+    def __init__(self, interval: float) -> None:
+        super().__init__(name="job-reaper", daemon=True)
+        self.interval = interval
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        from biovlm_web.core.jobs import reap_stale_jobs
+
+        while not self._stop_event.wait(self.interval):
+            try:
+                reap_stale_jobs()
+            except Exception:
+                logger.exception("Reaping stale jobs failed")
+        connections.close_all()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+
+class JobWorker(Worker):
+    def work(self, *args, **kwargs):
+        reaper = ReaperThread(interval=max(1.0, settings.JOB_STALE_SECONDS / 3))
+        reaper.start()
+        try:
+            return super().work(*args, **kwargs)
+        finally:
+            reaper.stop()
+
+    def handle_job_failure(self, job, queue, started_job_registry=None, exc_string="", execution=None):
+        super().handle_job_failure(
+            job, queue, started_job_registry=started_job_registry, exc_string=exc_string, execution=execution
+        )
+        if self.is_horse:
+            return
+        # In the parent process this means the work-horse died without reporting.
+        from biovlm_web.core.jobs import mark_worker_died
+
+        reason = (exc_string or "work-horse terminated unexpectedly").strip().splitlines()[0][:500]
+        try:
+            if mark_worker_died(job.id, reason):
+                logger.warning("Job %s marked failed: %s", job.id, reason)
+        except Exception:
+            logger.exception("Marking job %s failed after its work-horse died failed", job.id)
+        finally:
+            # The next work-horse is forked from this process and must not share its sockets.
+            connections.close_all()

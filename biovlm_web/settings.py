@@ -1,0 +1,273 @@
+"""Django settings for BioVLM Web, read from the environment.
+
+With no variables set, the platform runs on one machine: SQLite in WAL mode, an embedded
+Redis on a Unix socket, and files under ``var/media``. A lab server sets DATABASE_URL,
+REDIS_URL, SECRET_KEY and ALLOWED_HOSTS (see docs/operations.md).
+"""
+
+import logging.config
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from biovlm_web import embedded_redis
+from biovlm_web.env import env_bool, env_float, env_int, env_list, env_size, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("BIOVLM_VAR_DIR", str(BASE_DIR / "var"))).resolve()
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is required when DEBUG is off. Set SECRET_KEY to a long random string, "
+            "or set DEBUG=1 for local development."
+        )
+    SECRET_KEY = "insecure-development-key-do-not-use-in-production"
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_rq",
+    "django_vite",
+    "channels",
+    "biovlm_web.core",
+    "biovlm_web.uploads",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "biovlm_web.urls"
+ASGI_APPLICATION = "biovlm_web.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+
+SQLITE_BUSY_TIMEOUT_SECONDS = env_float("SQLITE_BUSY_TIMEOUT", 20.0, minimum=0)
+
+
+def _database_from_url(url: str | None) -> dict:
+    if not url:
+        path = VAR_DIR / "db.sqlite3"
+        config = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(path)}
+    else:
+        try:
+            config = environ.Env.db_url_config(url)
+        except Exception as error:
+            raise ImproperlyConfigured(f"DATABASE_URL could not be parsed ({error}).") from error
+        if not config.get("ENGINE"):
+            raise ImproperlyConfigured(f"DATABASE_URL names an unsupported database scheme: {url.split(':', 1)[0]!r}.")
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        # WAL lets an RQ worker process write job progress while the server reads; the busy
+        # timeout and IMMEDIATE transactions make concurrent writers wait instead of failing.
+        config["OPTIONS"] = {
+            "timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+        # A file-backed test database, so worker and server subprocesses in tests see it.
+        config["TEST"] = {"NAME": str(Path(config["NAME"]).with_name("test-" + Path(config["NAME"]).name))}
+    else:
+        config["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+        config["CONN_HEALTH_CHECKS"] = True
+    return config
+
+
+DATABASES = {"default": _database_from_url(env_str("DATABASE_URL"))}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: RQ queues and the Channels layer ------------------------------------------
+
+REDIS_URL = env_str("REDIS_URL")
+REDIS_EMBEDDED = not REDIS_URL
+if REDIS_EMBEDDED:
+    REDIS_URL = embedded_redis.socket_url(VAR_DIR)
+
+RQ_QUEUES = {
+    "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env_int("RQ_DEFAULT_TIMEOUT", 3600, minimum=1)},
+    "gpu": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env_int("RQ_GPU_TIMEOUT", 6 * 3600, minimum=1)},
+}
+RQ_SHOW_ADMIN_LINK = False
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL}],
+            "prefix": env_str("CHANNELS_PREFIX", "biovlm"),
+        },
+    }
+}
+
+# --- Jobs -------------------------------------------------------------------------------
+
+# A running job's worker writes a heartbeat this often; a job whose heartbeat is older than
+# JOB_STALE_SECONDS is marked failed by the reaper.
+JOB_HEARTBEAT_SECONDS = env_float("JOB_HEARTBEAT_SECONDS", 5.0, minimum=0.1)
+JOB_STALE_SECONDS = env_float("JOB_STALE_SECONDS", 30.0, minimum=1.0)
+JOB_PROGRESS_MIN_INTERVAL = env_float("JOB_PROGRESS_MIN_INTERVAL", 0.25, minimum=0.0)
+JOB_LOG_MAX_LINES = env_int("JOB_LOG_MAX_LINES", 500, minimum=10)
+
+# --- Files ------------------------------------------------------------------------------
+
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media"))).resolve()
+MEDIA_URL = "/media/"
+UPLOAD_TEMP_DIR = Path(env_str("UPLOAD_TEMP_DIR", str(VAR_DIR / "partial-uploads"))).resolve()
+UPLOAD_MAX_FILE_SIZE = env_size("UPLOAD_MAX_FILE_SIZE", 4 * 1024**3)
+UPLOAD_CHUNK_SIZE = env_size("UPLOAD_CHUNK_SIZE", 8 * 1024**2)
+# A chunk request may carry at most this much, so no single request can fill the disk.
+UPLOAD_MAX_CHUNK_SIZE = env_size("UPLOAD_MAX_CHUNK_SIZE", 64 * 1024**2)
+UPLOAD_MAX_IMAGE_PIXELS = env_int("UPLOAD_MAX_IMAGE_PIXELS", 400_000_000, minimum=1)
+# Incomplete chunked uploads untouched for this long are deleted by `manage.py cleanup_uploads`.
+UPLOAD_ABANDON_HOURS = env_float("UPLOAD_ABANDON_HOURS", 72.0, minimum=0.0)
+FILE_UPLOAD_TEMP_DIR = str(UPLOAD_TEMP_DIR)
+FILE_UPLOAD_PERMISSIONS = 0o640
+# Form fields only; file contents are streamed to disk by the upload handlers.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024**2
+
+STORAGE_BACKEND = env_str("STORAGE_BACKEND", "filesystem")
+if STORAGE_BACKEND == "s3":
+    _default_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env_str("S3_BUCKET", required=True),
+            "endpoint_url": env_str("S3_ENDPOINT_URL"),
+            "region_name": env_str("S3_REGION"),
+            "access_key": env_str("S3_ACCESS_KEY_ID"),
+            "secret_key": env_str("S3_SECRET_ACCESS_KEY"),
+            "file_overwrite": False,
+            "default_acl": None,
+        },
+    }
+elif STORAGE_BACKEND == "filesystem":
+    _default_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+else:
+    raise ImproperlyConfigured(f"STORAGE_BACKEND={STORAGE_BACKEND!r} is not supported: use 'filesystem' or 's3'.")
+
+STORAGES = {
+    "default": _default_storage,
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+# --- Static files and the Vite build ----------------------------------------------------
+
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# Serve straight from STATICFILES_DIRS in development and tests, without collectstatic.
+WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", True)
+if WHITENOISE_USE_FINDERS:
+    STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+
+DJANGO_VITE = {
+    "default": {
+        "dev_mode": env_bool("VITE_DEV_MODE", False),
+        "manifest_path": BASE_DIR / "static" / "dist" / ".vite" / "manifest.json",
+        "static_url_prefix": "dist",
+    }
+}
+
+# --- Auth, sessions, security -----------------------------------------------------------
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+# --- API --------------------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "biovlm_web.core.api.exceptions.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "BioVLM Web API",
+    "DESCRIPTION": "Projects, datasets, uploads, jobs and share links of BioVLM Web.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Logging ----------------------------------------------------------------------------
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOGGING_CONFIG = None
+logging.config.dictConfig(
+    {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+        "root": {"handlers": ["console"], "level": LOG_LEVEL},
+        "loggers": {
+            "daphne": {"level": "WARNING"},
+            "rq.worker": {"level": "INFO"},
+            "django.request": {"level": "ERROR"},
+        },
+    }
+)
+
+BIOVLM_VERSION = "0.1.0"

@@ -1,0 +1,31 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.routers import DefaultRouter
+
+from biovlm_web.core.api.views import JobViewSet, ProjectViewSet, ShareLinkViewSet
+from biovlm_web.uploads.api import DataFileViewSet, DatasetViewSet, UploadSessionViewSet
+
+router = DefaultRouter()
+router.register("projects", ProjectViewSet, basename="project")
+router.register("jobs", JobViewSet, basename="job")
+router.register("share-links", ShareLinkViewSet, basename="share-link")
+router.register("datasets", DatasetViewSet, basename="dataset")
+router.register("files", DataFileViewSet, basename="file")
+router.register("uploads", UploadSessionViewSet, basename="upload")
+
+urlpatterns = [
+    path("", include("biovlm_web.core.urls")),
+    path("", include("biovlm_web.uploads.urls")),
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("api/", include(router.urls)),
+    path("api/auth/token/", obtain_auth_token, name="api-token"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    path("admin/rq/", include("django_rq.urls")),
+    path("admin/", admin.site.urls),
+]
