@@ -22,3 +22,4 @@ os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
 from biovlm_web.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405

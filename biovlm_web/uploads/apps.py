@@ -5,3 +5,6 @@ class UploadsConfig(AppConfig):
     name = "biovlm_web.uploads"
     label = "uploads"
     verbose_name = "Uploads"
+
+    def ready(self):
+        from biovlm_web.uploads import jobs  # noqa: F401  registers the job kinds

@@ -1,0 +1,62 @@
+"""Command line of the analysis core: ``python -m analysis COMMAND ...``."""
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from analysis.integrity import FileToVerify, verify_files
+from analysis.progress import ConsoleReporter
+
+
+def _read_manifest(path: Path) -> dict[str, str]:
+    """Read a ``sha256sum`` manifest: lines of ``<hex digest>  <file name>``."""
+    expected = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2 or len(parts[0]) != 64:
+            raise SystemExit(f"{path}:{number}: not a sha256sum line: {line!r}")
+        expected[parts[1].lstrip("*").strip()] = parts[0].lower()
+    return expected
+
+
+def command_verify(args: argparse.Namespace) -> int:
+    expected = _read_manifest(args.manifest) if args.manifest else {}
+    missing = [str(path) for path in args.files if not path.is_file()]
+    if missing:
+        print(f"Not a file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    files = [
+        FileToVerify(str(path), path.stat().st_size, expected.get(str(path)) or expected.get(path.name), path.open)
+        for path in args.files
+    ]
+    result = verify_files(files, ConsoleReporter())
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        print()
+    else:
+        for check in result["files"]:
+            print(f"{check['sha256']}  {check['name']}{'' if check['ok'] else '  FAILED: ' + check['problem']}")
+    return 1 if result["failed"] else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m analysis", description="BioVLM analysis tools.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    verify = commands.add_parser("verify", help="Print the sha256 of files and check them against a manifest.")
+    verify.add_argument("files", nargs="+", type=Path, help="Files to hash.")
+    verify.add_argument("--manifest", type=Path, help="A sha256sum manifest to check against.")
+    verify.add_argument("--json", action="store_true", help="Print the result as JSON.")
+    verify.set_defaults(handler=command_verify)
+
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
