@@ -72,7 +72,7 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 def parse_size(text: str) -> int:
     """Parse a byte count such as ``4096``, ``512M`` or ``2G`` (binary units)."""
-    match = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)i?B?\s*", text.upper())
+    match = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)I?B?\s*", text.upper())
     if not match:
         raise ValueError(text)
     return int(match.group(1)) * _SIZE_UNITS[match.group(2)]

@@ -20,10 +20,15 @@ VAR_DIR = Path(env_str("BIOVLM_VAR_DIR", str(BASE_DIR / "var"))).resolve()
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
+    # `make demo` writes a random key here on first start.
+    _secret_key_file = Path(env_str("SECRET_KEY_FILE", str(VAR_DIR / "secret_key")))
+    if _secret_key_file.is_file():
+        SECRET_KEY = _secret_key_file.read_text().strip()
+if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
             "SECRET_KEY is required when DEBUG is off. Set SECRET_KEY to a long random string, "
-            "or set DEBUG=1 for local development."
+            "point SECRET_KEY_FILE at a file that holds one, or set DEBUG=1 for local development."
         )
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"
 
@@ -84,17 +89,23 @@ TEMPLATES = [
 SQLITE_BUSY_TIMEOUT_SECONDS = env_float("SQLITE_BUSY_TIMEOUT", 20.0, minimum=0)
 
 
+SUPPORTED_DATABASE_SCHEMES = {"sqlite", "postgres", "postgresql", "pgsql"}
+
+
 def _database_from_url(url: str | None) -> dict:
     if not url:
         path = VAR_DIR / "db.sqlite3"
         config = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(path)}
     else:
+        scheme = url.split(":", 1)[0].lower()
+        if scheme not in SUPPORTED_DATABASE_SCHEMES:
+            raise ImproperlyConfigured(
+                f"DATABASE_URL uses the scheme {scheme!r}; use one of {', '.join(sorted(SUPPORTED_DATABASE_SCHEMES))}."
+            )
         try:
             config = environ.Env.db_url_config(url)
         except Exception as error:
             raise ImproperlyConfigured(f"DATABASE_URL could not be parsed ({error}).") from error
-        if not config.get("ENGINE"):
-            raise ImproperlyConfigured(f"DATABASE_URL names an unsupported database scheme: {url.split(':', 1)[0]!r}.")
     if config["ENGINE"] == "django.db.backends.sqlite3":
         # WAL lets an RQ worker process write job progress while the server reads; the busy
         # timeout and IMMEDIATE transactions make concurrent writers wait instead of failing.

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from django.apps import AppConfig
 from django.conf import settings
 
@@ -15,7 +17,7 @@ class CoreConfig(AppConfig):
 
         register_shareable("job", Job, lambda job: reverse("job-detail", args=[job.uuid]))
 
-        for directory in (settings.VAR_DIR, settings.UPLOAD_TEMP_DIR):
+        for directory in (settings.VAR_DIR, settings.UPLOAD_TEMP_DIR, Path(settings.STATIC_ROOT)):
             directory.mkdir(parents=True, exist_ok=True)
         if settings.STORAGE_BACKEND == "filesystem":
             settings.MEDIA_ROOT.mkdir(parents=True, exist_ok=True)

@@ -13,11 +13,11 @@ import logging
 import socket
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 from django.conf import settings
 from django.db import close_old_connections, transaction

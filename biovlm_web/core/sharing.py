@@ -4,8 +4,8 @@ An app makes a result shareable with ``register_shareable("name", Model, page_ur
 model needs a ``uuid`` field and a ``project`` attribute.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from django.contrib.contenttypes.models import ContentType
 

@@ -2,6 +2,7 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -41,6 +42,7 @@ class MembershipSerializer(serializers.ModelSerializer):
         read_only_fields = ["role", "added_at"]
 
 
+@extend_schema_field(OpenApiTypes.UUID)
 class ProjectField(serializers.SlugRelatedField):
     """A project named by UUID, limited to projects the requesting user belongs to."""
 

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from biovlm_web.core.access import is_owner, projects_for, request_can_view
 from biovlm_web.core.jobs import JobError, cancel_job, reap_stale_jobs, retry_job, submit_job
-from biovlm_web.core.models import Job, Membership, Project, ShareLink
+from biovlm_web.core.models import Job, Membership, ShareLink
 from biovlm_web.core.sharing import get_shareable
 
 from .serializers import (
