@@ -4,6 +4,7 @@ import argparse
 import json
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 
 from analysis.integrity import FileToVerify, verify_files
@@ -30,7 +31,7 @@ def command_verify(args: argparse.Namespace) -> int:
         print(f"Not a file: {', '.join(missing)}", file=sys.stderr)
         return 2
     files = [
-        FileToVerify(str(path), path.stat().st_size, expected.get(str(path)) or expected.get(path.name), path.open)
+        FileToVerify(str(path), path.stat().st_size, expected.get(str(path)) or expected.get(path.name), partial(path.open, "rb"))
         for path in args.files
     ]
     result = verify_files(files, ConsoleReporter())
