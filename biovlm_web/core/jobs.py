@@ -293,3 +293,24 @@ def reap_stale_jobs(stale_seconds: float | None = None) -> list[str]:
             broadcast_job(Job.objects.get(pk=job.pk))
             reaped.append(str(job.uuid))
     return reaped
+
+
+def requeue_lost_jobs(min_age_seconds: float | None = None) -> list[str]:
+    """Enqueue again the queued jobs whose RQ entry is gone, such as after Redis lost its data.
+
+    Only jobs queued for at least ``min_age_seconds`` are checked, so a job whose enqueue is
+    still waiting for its transaction to commit is left alone. Returns their UUIDs.
+    """
+    from rq.job import Job as RQJob
+
+    min_age_seconds = settings.JOB_STALE_SECONDS if min_age_seconds is None else min_age_seconds
+    cutoff = timezone.now() - timedelta(seconds=min_age_seconds)
+    requeued = []
+    for job in Job.objects.filter(status=Status.QUEUED, created_at__lte=cutoff):
+        connection = _get_queue(job.queue).connection
+        if RQJob.exists(str(job.uuid), connection=connection):
+            continue
+        logger.warning("Job %s was queued but missing from queue %s; enqueueing it again", job.uuid, job.queue)
+        _enqueue(job.pk)
+        requeued.append(str(job.uuid))
+    return requeued

@@ -3,7 +3,8 @@
 Start it with ``python manage.py rqworker --worker-class biovlm_web.core.worker.JobWorker
 gpu default``. Beyond a plain RQ worker it marks a job failed at once when its work-horse
 process dies, and it runs the stale-job reaper in a background thread, so a job whose whole
-worker died is marked failed by any other live worker.
+worker died is marked failed by any other live worker, and a queued job whose queue entry
+was lost is enqueued again.
 """
 
 import logging
@@ -23,11 +24,12 @@ class ReaperThread(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        from biovlm_web.core.jobs import reap_stale_jobs
+        from biovlm_web.core.jobs import reap_stale_jobs, requeue_lost_jobs
 
         while not self._stop_event.wait(self.interval):
             try:
                 reap_stale_jobs()
+                requeue_lost_jobs()
             except Exception:
                 logger.exception("Reaping stale jobs failed")
         connections.close_all()

@@ -210,3 +210,28 @@ def test_job_waits_for_commit_before_enqueue(personas, redis_conn):
         job = submit_job(personas["project"], "test_steps", {}, user=personas["owner"])
         assert queue.count == 0
     assert queue.job_ids == [str(job.uuid)]
+
+
+def test_lost_queue_entry_is_enqueued_again(personas, redis_conn):
+    import django_rq
+
+    from biovlm_web.core.jobs import requeue_lost_jobs
+
+    job = submit_job(personas["project"], "test_steps", {"steps": 1}, user=personas["owner"])
+    assert requeue_lost_jobs(min_age_seconds=0) == []
+    redis_conn.flushdb()
+    assert requeue_lost_jobs(min_age_seconds=3600) == []
+    assert requeue_lost_jobs(min_age_seconds=0) == [str(job.uuid)]
+    assert django_rq.get_queue("default").job_ids == [str(job.uuid)]
+
+
+def test_reap_jobs_command(personas, redis_conn):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    job = submit_job(personas["project"], "test_steps", {}, user=personas["owner"])
+    Job.objects.filter(pk=job.pk).update(status="running", heartbeat_at=job.created_at.replace(year=2000))
+    output = StringIO()
+    call_command("reap_jobs", stdout=output)
+    assert f"Marked job {job.uuid} failed" in output.getvalue()
