@@ -1,0 +1,23 @@
+/**
+ * Entry point of the browser bundle, included in every page by base.html through
+ * django-vite (`{% vite_asset 'src/main.js' %}`).
+ */
+
+import { mountComponents } from './mount.js'
+import JobProgress from './components/JobProgress.vue'
+import Uploader from './components/Uploader.vue'
+
+const components = {
+  'job-progress': JobProgress,
+  uploader: Uploader,
+}
+
+function mountPage() {
+  mountComponents(document, components)
+}
+
+if (document.readyState === 'loading') {
+  document.addEventListener('DOMContentLoaded', mountPage, { once: true })
+} else {
+  mountPage()
+}
