@@ -142,7 +142,9 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [{"address": REDIS_URL}],
+            # redis-py 8 times out reads after 5 s by default, the same as channels-redis's
+            # blocking pop, which dropped every idle websocket after about 6 s.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}],
             "prefix": env_str("CHANNELS_PREFIX", "biovlm"),
         },
     }

@@ -32,18 +32,20 @@ class JobProgressConsumer(AsyncJsonWebsocketConsumer):
         self.group = job_group(self.job_uuid)
         self._poller = None
         snapshot = await self._allowed_snapshot()
+        # Accept before closing: a close before accept rejects the handshake, and the
+        # browser would see code 1006, the same as a network failure, and keep retrying.
+        await self.accept()
         if snapshot is None:
             await self.close(code=CLOSE_FORBIDDEN)
             return
         await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.accept()
         self._last_sent = snapshot
         await self.send_json({"type": "snapshot", "job": snapshot})
         if snapshot["status"] not in Job.FINISHED:
             self._poller = asyncio.create_task(self._poll())
 
     async def disconnect(self, code):
-        if self._poller is not None:
+        if getattr(self, "_poller", None) is not None:
             self._poller.cancel()
         await self.channel_layer.group_discard(self.group, self.channel_name)
 
