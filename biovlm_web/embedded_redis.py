@@ -92,13 +92,13 @@ def ensure_running(var_dir: Path) -> str:
     )
 
 
-def shutdown(var_dir: Path) -> None:
-    """Stop the embedded Redis of ``var_dir`` if it is running."""
+def shutdown(var_dir: Path, save: bool = False) -> None:
+    """Stop the embedded Redis of ``var_dir`` if it is running, saving its data if ``save``."""
     path = socket_path(var_dir)
     if not _answers(path):
         return
     try:
-        redis.Redis(unix_socket_path=str(path)).shutdown(nosave=True)
+        redis.Redis(unix_socket_path=str(path)).shutdown(save=save, nosave=not save)
     except redis.ConnectionError:
         # SHUTDOWN closes the connection before replying.
         pass

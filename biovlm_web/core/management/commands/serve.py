@@ -72,4 +72,8 @@ class Command(BaseCommand):
                     child.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     child.kill()
+            if settings.REDIS_EMBEDDED:
+                from biovlm_web import embedded_redis
+
+                embedded_redis.shutdown(settings.VAR_DIR, save=True)
             self.stdout.write("Stopped.")
