@@ -8,13 +8,14 @@ from rest_framework.routers import DefaultRouter
 from biovlm_web.core.api.views import JobViewSet, ProjectViewSet, ShareLinkViewSet
 from biovlm_web.uploads.api import DataFileViewSet, DatasetViewSet, UploadSessionViewSet
 
+# API route names start with "api-", so "api-job-detail" never shadows the "job-detail" page.
 router = DefaultRouter()
-router.register("projects", ProjectViewSet, basename="project")
-router.register("jobs", JobViewSet, basename="job")
-router.register("share-links", ShareLinkViewSet, basename="share-link")
-router.register("datasets", DatasetViewSet, basename="dataset")
-router.register("files", DataFileViewSet, basename="file")
-router.register("uploads", UploadSessionViewSet, basename="upload")
+router.register("projects", ProjectViewSet, basename="api-project")
+router.register("jobs", JobViewSet, basename="api-job")
+router.register("share-links", ShareLinkViewSet, basename="api-share-link")
+router.register("datasets", DatasetViewSet, basename="api-dataset")
+router.register("files", DataFileViewSet, basename="api-file")
+router.register("uploads", UploadSessionViewSet, basename="api-upload")
 
 urlpatterns = [
     path("", include("biovlm_web.core.urls")),
