@@ -276,6 +276,9 @@ def file_response(request, data_file: DataFile):
         return FileResponse(handle, as_attachment=True, filename=data_file.original_name, content_type=content_type)
     # Under ASGI Django collects a synchronous iterator into a list before sending it,
     # which would hold the whole file in memory, so the blocks are read asynchronously.
+    # NOTE: Daphne 4.2 writes response bodies without flow control. When the client reads
+    # slower than the disk, Daphne buffers the difference in memory, up to the whole file.
+    # Uvicorn pauses the sender instead, and nginx with proxy buffering drains Daphne quickly.
     response = StreamingHttpResponse(_read_blocks(handle), content_type=content_type)
     response["Content-Length"] = str(data_file.size)
     response["Content-Disposition"] = content_disposition_header(True, data_file.original_name)
