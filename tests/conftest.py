@@ -83,6 +83,8 @@ def _database_url() -> str:
 
 def subprocess_env(**extra) -> dict:
     env = dict(os.environ)
+    # Browser tests allow sync database calls beside Playwright's event loop; servers must not.
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     env["DATABASE_URL"] = _database_url()
     env["MEDIA_ROOT"] = str(settings.MEDIA_ROOT)
     env["PYTHONPATH"] = str(REPO_ROOT)

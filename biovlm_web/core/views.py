@@ -109,7 +109,8 @@ def job_detail(request, uuid):
         job.refresh_from_db()
 
     member = can_change(request.user, job)
-    context = {"job": job, "member": member, "read_only": not member}
+    kind = job_kinds().get(job.kind)
+    context = {"job": job, "member": member, "read_only": not member, "kind_title": kind.title if kind else job.kind}
     if member:
         context["share_links"] = ShareLink.objects.for_object(job).select_related("created_by")
         context["share_form"] = ShareLinkForm()

@@ -6,6 +6,11 @@ from pathlib import Path
 
 import pytest
 
+# Playwright's sync API keeps an event loop running in the test thread, and Django refuses
+# database calls (fixtures, teardown flushes) from such a thread unless told this is safe.
+# Server subprocesses never inherit this (tests/conftest.py removes it from their env).
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

@@ -18,7 +18,7 @@ def sign_in(page, live, username):
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", f"{username}-password-1")
     page.click("button[type=submit]")
-    expect(page.get_by_role("heading", name="Projects")).to_be_visible()
+    expect(page.get_by_role("heading", name="Projects", exact=True)).to_be_visible()
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_upload_run_and_watch_job(live_asgi, worker, personas, new_context, scre
     screenshot(page, "dataset-after-upload")
 
     page.get_by_role("button", name=re.compile("Verify", re.I)).click()
-    progress = page.locator("[data-component=job-progress]")
+    progress = page.locator("[data-component=job-progress] .job-progress")
     expect(progress).to_have_attribute("data-status", "succeeded", timeout=60_000)
     expect(page.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100")
     expect(page.get_by_text("100%").first).to_be_visible()
@@ -60,7 +60,7 @@ def test_share_link_in_fresh_context(live_asgi, worker, personas, new_context):
     page = new_context().new_page()
     sign_in(page, live_asgi, "owner")
     page.goto(f"{live_asgi.url}/jobs/{job.uuid}/")
-    expect(page.locator("[data-component=job-progress]")).to_have_attribute("data-status", "succeeded", timeout=60_000)
+    expect(page.locator("[data-component=job-progress] .job-progress")).to_have_attribute("data-status", "succeeded", timeout=60_000)
     page.fill("input[name=label]", "for <collaborator>")
     page.get_by_role("button", name="Create share link").click()
     share_url = page.locator("input.share-url").first.input_value()
@@ -69,7 +69,7 @@ def test_share_link_in_fresh_context(live_asgi, worker, personas, new_context):
     visitor = new_context().new_page()
     visitor.goto(share_url)
     expect(visitor.get_by_text("You are viewing a shared, read-only result.")).to_be_visible()
-    expect(visitor.locator("[data-component=job-progress]")).to_have_attribute("data-status", "succeeded")
+    expect(visitor.locator("[data-component=job-progress] .job-progress")).to_have_attribute("data-status", "succeeded")
     expect(visitor.get_by_role("button", name="Create share link")).to_have_count(0)
 
     page.get_by_role("button", name="Revoke").click()
