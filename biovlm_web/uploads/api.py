@@ -166,6 +166,9 @@ class DatasetViewSet(UploadErrorMixin, mixins.ListModelMixin, mixins.RetrieveMod
     )
     @files.mapping.post
     def upload_files(self, request, uuid=None):
+        # NOTE: under Daphne 4.2, Twisted parses every multipart/form-data body in memory before
+        # the app sees it, at about 13 times the body size (bench/upload.py, Twisted 26.10).
+        # Django's handlers below stream to disk, so under Uvicorn this path stays flat.
         dataset = self.get_object()
         uploaded = request.FILES.getlist("file")
         rejected_name = self.size_limit_handler.rejected_name
