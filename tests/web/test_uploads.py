@@ -814,3 +814,20 @@ def test_cleanup_dry_run_changes_nothing(owner, dataset, settings, tmp_path):
     call_command("cleanup_uploads", "--dry-run", stdout=output)
     assert orphan.exists()
     assert orphan.name in output.getvalue()
+
+
+def test_copying_storage_backend(owner, dataset, tmp_path, settings):
+    # InMemoryStorage, like S3, copies the bytes instead of moving a local file into place.
+    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"}}
+    data = mrc_bytes(tmp_path)
+    upload_uuid, completed = upload_whole(owner, dataset, "tomo.mrc", data, sha256=sha256(data))
+    assert completed.status_code == 201, completed.json()
+    assert not partial_file(settings, upload_uuid).exists()
+    assert list(Path(settings.MEDIA_ROOT).rglob("*.mrc")) == []
+    assert download(owner, completed.json()["uuid"]) == data
+
+    multipart = owner.post(
+        f"/api/datasets/{dataset.uuid}/files/", {"file": [_named(png_bytes(), "a.png")]}, format="multipart"
+    )
+    assert multipart.status_code == 201
+    assert download(owner, multipart.json()["files"][0]["uuid"]) == png_bytes()

@@ -1,4 +1,4 @@
-"""Chunked uploads against the real ASGI server (Daphne in a subprocess): memory and restarts."""
+"""Uploads and downloads against real ASGI servers in subprocesses: memory use and restarts."""
 
 import hashlib
 import signal
