@@ -426,6 +426,11 @@ def test_path_and_control_characters_removed(owner, dataset):
     assert response.status_code == 400
     assert "no characters left" in response.json()["detail"]
 
+    long_name = "a" * 300 + ".tiff"
+    response = start(owner, dataset, long_name, b"x" * 10)
+    assert len(response.json()["filename"]) == 255
+    assert response.json()["filename"].endswith("a.tiff")
+
 
 def test_script_name_escaped_and_stored_safely(owner, dataset):
     name = "<script>alert(1)<b>.png"
@@ -619,6 +624,35 @@ def test_dataset_page_lists_unfinished_uploads(owner, dataset, tmp_path):
     html = owner.get(f"/datasets/{dataset.uuid}/").content.decode()
     assert "Unfinished uploads" in html
     assert "half.mrc" in html
+
+
+@pytest.mark.parametrize(
+    ("kind", "metadata", "summary"),
+    [
+        ("image", {"width": 640, "height": 480, "mode": "L", "frames": 3}, "640 × 480, L, 3 frames"),
+        ("image", {"width": 64, "height": 32, "dtype": "uint16", "frames": 1}, "64 × 32, uint16"),
+        (
+            "video",
+            {"width": 1920, "height": 1080, "frame_rate": 29.97, "frame_count": 300, "duration_seconds": 10.01,
+             "codec": "h264", "rotation_degrees": 90},
+            "1920 × 1080, 29.97 fps, 300 frames, 10.0 s, h264, rotated 90°",
+        ),
+        (
+            "volume",
+            {"shape": [100, 200, 300], "mode": 2, "voxel_size_angstrom": {"x": 4.0, "y": 4.0, "z": 4.0}},
+            "300 × 200 × 100 voxels (x × y × z), mode 2, 4 Å voxels",
+        ),
+        ("table", {"rows": 12, "column_count": 3}, "12 rows, 3 columns"),
+        ("table", {"block_count": 2, "blocks": [{"loop": False}, {"loop": True, "rows": 5}]}, "2 data blocks, 5 loop rows"),
+        ("archive", {"entries": 7}, "7 entries"),
+        ("other", {"shape": [3, 4], "dtype": "float32"}, "array 3 × 4 of float32"),
+        ("other", {}, ""),
+    ],
+)  # fmt: skip
+def test_metadata_summary(kind, metadata, summary):
+    from biovlm_web.uploads.views import describe_metadata
+
+    assert describe_metadata(DataFile(kind=kind, metadata=metadata)) == summary
 
 
 def test_dataset_create_page(personas, owner):
