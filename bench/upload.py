@@ -1,6 +1,6 @@
 """Benchmark the upload paths of BioVLM Web: resumable chunks against one multipart request.
 
-Starts Daphne (or Uvicorn with ``--server uvicorn``) serving ``biovlm_web.asgi:application``
+Starts Uvicorn (or Daphne with ``--server daphne``) serving ``biovlm_web.asgi:application``
 on a free 127.0.0.1 port. The server gets its own temporary var directory with SQLite, an
 embedded Redis and FileSystemStorage. The script creates a user, project, dataset and API
 token there, writes an MRC volume of about ``--size`` bytes to disk in blocks, and uploads
@@ -116,13 +116,13 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60.0) -
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"Daphne exited with code {process.returncode} before listening on port {port}.")
+            raise RuntimeError(f"The server exited with code {process.returncode} before listening on port {port}.")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.1)
-    raise TimeoutError(f"Daphne did not listen on 127.0.0.1:{port} within {timeout} s.")
+    raise TimeoutError(f"The server did not listen on 127.0.0.1:{port} within {timeout} s.")
 
 
 def write_volume(path: Path, target_size: int) -> tuple[int, str]:
@@ -350,7 +350,7 @@ def main() -> None:
         default=None,
         help="DATABASE_URL of an empty database for the server (default: SQLite in the temporary var directory).",
     )
-    parser.add_argument("--server", choices=sorted(SERVER_COMMANDS), default="daphne", help="ASGI server to run.")
+    parser.add_argument("--server", choices=sorted(SERVER_COMMANDS), default="uvicorn", help="ASGI server to run.")
     parser.add_argument(
         "--methods",
         default=",".join(METHODS),

@@ -12,6 +12,8 @@ import pytest
 from django.conf import settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The options `manage.py serve` uses, so tests run the server as users do.
+UVICORN_OPTIONS = ["--host", "127.0.0.1", "--ws", "websockets", "--lifespan", "off", "--log-level", "warning"]
 
 
 @pytest.fixture(autouse=True)
@@ -115,11 +117,11 @@ class LiveServer:
 
 @pytest.fixture
 def live_asgi(transactional_db, redis_conn):
-    """Daphne serving the ASGI application on a free port, against the test database."""
+    """Uvicorn serving the ASGI application on a free port, against the test database."""
     port = free_port()
-    log = open(Path(settings.VAR_DIR) / f"daphne-{port}.log", "wb")
+    log = open(Path(settings.VAR_DIR) / f"uvicorn-{port}.log", "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "biovlm_web.asgi:application"],
+        [sys.executable, "-m", "uvicorn", "biovlm_web.asgi:application", *UVICORN_OPTIONS, "--port", str(port)],
         cwd=REPO_ROOT,
         env=subprocess_env(),
         stdout=log,

@@ -14,7 +14,7 @@ def test_schema_generates_without_warnings(tmp_path):
     paths = schema["paths"]
     for expected in ("/api/projects/", "/api/jobs/{uuid}/", "/api/jobs/{uuid}/cancel/", "/api/share-links/"):
         assert expected in paths, f"{expected} missing from the schema"
-    assert {"sessionAuth", "tokenAuth"} <= set(schema["components"]["securitySchemes"])
+    assert {"cookieAuth", "tokenAuth"} <= set(schema["components"]["securitySchemes"])
 
 
 @pytest.mark.django_db

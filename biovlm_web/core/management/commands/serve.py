@@ -16,7 +16,7 @@ WORKER_CLASS = "biovlm_web.core.worker.JobWorker"
 
 
 class Command(BaseCommand):
-    help = "Start RQ workers and the Daphne ASGI server; stop all of them on Ctrl-C or SIGTERM."
+    help = "Start RQ workers and the Uvicorn ASGI server; stop all of them on Ctrl-C or SIGTERM."
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1", help="Address the web server binds to (default 127.0.0.1).")
@@ -40,9 +40,10 @@ class Command(BaseCommand):
             children.append(
                 subprocess.Popen([python, "manage.py", "rqworker", "--worker-class", WORKER_CLASS, *queue_names])
             )
-        children.append(
-            subprocess.Popen([python, "-m", "daphne", "-b", host, "-p", str(port), "biovlm_web.asgi:application"])
-        )
+        # Uvicorn rather than Daphne: Twisted, under Daphne, parses a multipart body in memory
+        # (about 13 times the body size, measured by bench/upload.py), while Uvicorn streams it.
+        server = [python, "-m", "uvicorn", "biovlm_web.asgi:application", "--host", host, "--port", str(port)]
+        children.append(subprocess.Popen([*server, "--ws", "websockets", "--lifespan", "off"]))
         redis_note = "embedded Redis" if settings.REDIS_EMBEDDED else "Redis at REDIS_URL"
         self.stdout.write(
             f"BioVLM Web on http://{host}:{port}/ with {workers} worker(s) on {', '.join(queue_names)} and {redis_note}. "
