@@ -77,7 +77,9 @@ def _database_url() -> str:
         return f"sqlite:///{config['NAME']}"
     user = quote(config.get("USER") or "")
     password = quote(config.get("PASSWORD") or "")
-    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    auth = ""
+    if user:
+        auth = f"{user}:{password}@" if password else f"{user}@"
     host = config.get("HOST") or "127.0.0.1"
     port = f":{config['PORT']}" if config.get("PORT") else ""
     return f"postgres://{auth}{host}{port}/{config['NAME']}"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 # Playwright's sync API keeps an event loop running in the test thread, and Django refuses
-# database calls (fixtures, teardown flushes) from such a thread unless told this is safe.
+# database calls (fixtures, teardown flushes) from such a thread unless this variable is set.
 # Server subprocesses never inherit this (tests/conftest.py removes it from their env).
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
