@@ -50,7 +50,7 @@ class Backend(ABC):
     role: str
     info: ModelInfo
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  optional hook, a no-op for backends that hold no memory
         """Release the model's memory; the registry calls this when it unloads the role."""
 
 
