@@ -159,6 +159,17 @@ JOB_STALE_SECONDS = env_float("JOB_STALE_SECONDS", 30.0, minimum=1.0)
 JOB_PROGRESS_MIN_INTERVAL = env_float("JOB_PROGRESS_MIN_INTERVAL", 0.25, minimum=0.0)
 JOB_LOG_MAX_LINES = env_int("JOB_LOG_MAX_LINES", 500, minimum=10)
 
+# --- Models -----------------------------------------------------------------------------
+
+# One source per role, from BIOVLM_MODEL_<ROLE> (see analysis/backends/spec.py for the syntax);
+# roles left unset use analysis.backends.registry.DEFAULT_SOURCES.
+from analysis.backends.registry import sources_from_environment  # noqa: E402
+
+MODEL_SOURCES = sources_from_environment()
+MODEL_ALLOW_DOWNLOADS = env_bool("BIOVLM_ALLOW_DOWNLOADS", False)
+MODEL_CACHE_DIR = Path(env_str("BIOVLM_MODEL_CACHE_DIR", str(VAR_DIR / "model-cache"))).resolve()
+MODEL_DEVICE = env_str("BIOVLM_DEVICE")
+
 # --- Files ------------------------------------------------------------------------------
 
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media"))).resolve()

@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
+from biovlm_web.core.api.models_views import ModelsCheckView, ModelsView
 from biovlm_web.core.api.views import JobViewSet, ProjectViewSet, ShareLinkViewSet
 from biovlm_web.uploads.api import DataFileViewSet, DatasetViewSet, UploadSessionViewSet
 
@@ -22,6 +23,8 @@ urlpatterns = [
     path("", include("biovlm_web.uploads.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("api/models/", ModelsView.as_view(), name="api-models"),
+    path("api/models/check/", ModelsCheckView.as_view(), name="api-models-check"),
     path("api/", include(router.urls)),
     path("api/auth/token/", obtain_auth_token, name="api-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -64,7 +64,13 @@ def share_link_for(session, obj, headers=None) -> ShareLink | None:
 
 
 def can_view(user, session, obj, headers=None) -> bool:
-    """Whether ``user`` (with ``session``) may read ``obj``, an object with a ``project``."""
+    """Whether ``user`` (with ``session``) may read ``obj``, an object with a ``project``.
+
+    An object without a project (a platform job such as a model check) is readable by every
+    signed-in user and by no share link.
+    """
+    if obj.project is None:
+        return bool(user and user.is_authenticated)
     if is_member(user, obj.project):
         return True
     return share_link_for(session, obj, headers) is not None

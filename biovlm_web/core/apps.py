@@ -17,6 +17,8 @@ class CoreConfig(AppConfig):
 
         register_shareable("job", Job, lambda job: reverse("job-detail", args=[job.uuid]))
 
+        from biovlm_web.core import job_kinds  # noqa: F401  registers the platform job kinds
+
         for directory in (settings.VAR_DIR, settings.UPLOAD_TEMP_DIR, Path(settings.STATIC_ROOT)):
             directory.mkdir(parents=True, exist_ok=True)
         if settings.STORAGE_BACKEND == "filesystem":

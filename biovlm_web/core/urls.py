@@ -13,4 +13,6 @@ urlpatterns = [
     path("share/new/<str:target_type>/<uuid:uuid>/", views.share_create, name="share-create"),
     path("share/<uuid:uuid>/revoke/", views.share_revoke, name="share-revoke"),
     path("s/<str:token>/", views.share_open, name="share-open"),
+    path("models/", views.models_page, name="models"),
+    path("models/check/", views.models_check, name="models-check"),
 ]

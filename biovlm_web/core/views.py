@@ -207,3 +207,29 @@ def share_open(request, token):
         return render(request, "core/share_invalid.html", {"reason": "unknown"}, status=404)
     remember_share_token(request.session, link.token)
     return redirect(shareable.page_url(target))
+
+
+@login_required
+def models_page(request):
+    from django.conf import settings
+
+    from biovlm_web.core.models_status import latest_check, role_rows
+
+    check, pending = latest_check()
+    context = {"rows": role_rows(settings, check), "check": check, "pending": pending}
+    return render(request, "core/models.html", context)
+
+
+@login_required
+@require_POST
+def models_check(request):
+    from biovlm_web.core.jobs import submit_job
+    from biovlm_web.core.models_status import CHECK_KIND, latest_check
+
+    _, pending = latest_check()
+    if pending is not None:
+        messages.info(request, "A model check is already waiting or running; here it is.")
+        return redirect("job-detail", uuid=pending.uuid)
+    with transaction.atomic():
+        job = submit_job(None, CHECK_KIND, {}, user=request.user)
+    return redirect("job-detail", uuid=job.uuid)

@@ -54,7 +54,7 @@ class ProjectField(serializers.SlugRelatedField):
 
 
 class JobSerializer(serializers.ModelSerializer):
-    project = serializers.UUIDField(source="project.uuid", read_only=True)
+    project = serializers.UUIDField(source="project.uuid", read_only=True, default=None)
     created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
     retry_of = serializers.UUIDField(source="retry_of.uuid", read_only=True, default=None)
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
