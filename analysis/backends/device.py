@@ -26,10 +26,10 @@ def pick_dtype(device: str, requested: str | None = None):
     import torch
 
     if requested:
-        try:
-            return getattr(torch, requested)
-        except AttributeError:
-            raise ValueError(f"Unknown dtype {requested!r}; use float32, float16 or bfloat16.") from None
+        dtype = getattr(torch, requested, None)
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"Unknown dtype {requested!r}; use float32, float16 or bfloat16.")
+        return dtype
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32
