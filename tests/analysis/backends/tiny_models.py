@@ -1,8 +1,8 @@
 """Tiny random-weight Hugging Face models, saved with ``save_pretrained`` for backend tests.
 
-Every model is built from a config with a few hundred to a few thousand parameters and a
-tokenizer made here from a word list, so nothing is downloaded and each model loads in a
-fraction of a second. The weights are random: the tests check shapes, types, determinism,
+Every model is built from a config with a few thousand to a few tens of thousands of
+parameters and a tokenizer made here from a word list, so nothing is downloaded and each
+model loads in well under a second. The weights are random: the tests check shapes, types, determinism,
 caching and consistency between code paths, never the meaning of the outputs.
 """
 
@@ -316,6 +316,63 @@ def save_tiny_llava(folder: Path, seed: int = 0) -> Path:
         num_additional_image_tokens=1,
         chat_template=LLAMA_CHAT_TEMPLATE,
     )
+    processor.save_pretrained(folder)
+    return Path(folder)
+
+
+def save_tiny_paligemma(folder: Path, seed: int = 0) -> Path:
+    """Save a PaliGemmaForConditionalGeneration: a tiny SigLIP vision tower and a tiny Gemma.
+
+    Its processor has no chat template and adds 1152 location and segmentation tokens to
+    the tokenizer, which the generation config suppresses along with the special tokens.
+    Attention over the prompt is bidirectional and over the answer causal, as in PaliGemma.
+    """
+    from transformers import (
+        GemmaConfig,
+        GenerationConfig,
+        PaliGemmaConfig,
+        PaliGemmaForConditionalGeneration,
+        PaliGemmaProcessor,
+        SiglipImageProcessor,
+        SiglipVisionConfig,
+    )
+
+    _seed(seed)
+    tokenizer = word_level_tokenizer(chat_template=None)
+    word_count = len(tokenizer)
+    image_processor = SiglipImageProcessor(size={"height": 32, "width": 32})
+    image_processor.image_seq_length = 16
+    processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    vocab_size = len(processor.tokenizer)
+    vision_kwargs = {key: value for key, value in _tiny_vision_kwargs().items() if key != "initializer_range"}
+    text_config = GemmaConfig(
+        vocab_size=vocab_size,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        max_position_embeddings=256,
+        initializer_range=0.2,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    config = PaliGemmaConfig(
+        vision_config=SiglipVisionConfig(**vision_kwargs).to_dict(),
+        text_config=text_config.to_dict(),
+        image_token_id=processor.image_token_id,
+        projection_dim=16,
+    )
+    model = PaliGemmaForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        suppress_tokens=_special_token_ids(tokenizer) + list(range(word_count, vocab_size)),
+    )
+    model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return Path(folder)
 
