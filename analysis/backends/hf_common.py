@@ -58,7 +58,7 @@ def locate_model_files(role: str, source: ModelSource, allow_downloads: bool, *,
         )
     if source.kind == "local":
         path = Path(source.location).expanduser()
-        if gguf and path.suffix == ".gguf" and not file_option:
+        if gguf and path.suffix == ".gguf" and not file_option and not path.is_dir():
             if not path.is_file():
                 raise ModelUnavailable(role, str(source), f"the GGUF file {path} does not exist. Check the path.")
             return ModelFiles(path.parent, path.name, path.name)

@@ -16,6 +16,7 @@ from tests.analysis.backends.tiny_models import (
     PLAIN_CHAT_TEMPLATE,
     save_scripted_llama,
     save_tiny_bert,
+    save_tiny_gguf,
     save_tiny_llama,
     save_tiny_llava,
 )
@@ -481,6 +482,35 @@ def test_llm_rejects_vision_model(model_dirs):
     reason = unavailable_reason("llm", f"local:{model_dirs['llava']}")
 
     assert "not a causal language model" in reason
+
+
+def test_llm_loads_gguf_file(tmp_path):
+    path = save_tiny_gguf(tmp_path / "tiny-llama.F32.gguf")
+
+    llm = load("llm", f"local:{path}")
+    reply = llm.chat([{"role": "user", "content": "count the cells"}], max_new_tokens=4)
+
+    assert llm.info.model_id == "tiny-llama.F32.gguf"
+    assert llm.info.weights_sha256 == weights_sha256(path)
+    assert llm.info.details["gguf_file"] == "tiny-llama.F32.gguf"
+    assert llm.info.details["model_type"] == "llama"
+    assert llm.info.parameters == sum(p.numel() for p in llm.model.parameters())
+    assert isinstance(reply.text, str)
+    assert (
+        llm.format_prompt([{"role": "user", "content": "hi"}])
+        == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
+def test_llm_finds_gguf_in_folder(tmp_path):
+    save_tiny_gguf(tmp_path / "only.gguf")
+
+    by_folder = load("llm", f"local:{tmp_path}")
+    by_option = load("llm", f"local:{tmp_path}?file=only.gguf")
+
+    assert by_folder.info.details["gguf_file"] == "only.gguf"
+    assert by_folder.info.model_id == tmp_path.name
+    assert by_option.info.weights_sha256 == by_folder.info.weights_sha256
 
 
 def test_llm_missing_gguf_file(model_dirs, tmp_path):

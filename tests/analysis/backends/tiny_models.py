@@ -8,6 +8,7 @@ caching and consistency between code paths, never the meaning of the outputs.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -198,6 +199,83 @@ def save_scripted_llama(folder: Path, reply_words: list[str], chat_template: str
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return Path(folder)
+
+
+GGUF_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def save_tiny_gguf(path: Path, seed: int = 0) -> Path:
+    """Write a 2-layer Llama with random float32 weights as a GGUF file, as llama.cpp names them.
+
+    The file carries a byte-level BPE tokenizer trained here on a few sentences and a
+    ChatML chat template, so transformers reads model, tokenizer and template from it alone.
+    """
+    import gguf
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator([" ".join(WORDS), "a cell nucleus under a microscope"], trainer)
+    bpe = json.loads(tokenizer.to_str())["model"]
+    tokens = sorted(bpe["vocab"], key=bpe["vocab"].get)
+    merges = [" ".join(merge) if isinstance(merge, list) else merge for merge in bpe["merges"]]
+
+    hidden, layers, feed_forward = 16, 2, 32
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("tiny-llama")
+    writer.add_block_count(layers)
+    writer.add_context_length(128)
+    writer.add_embedding_length(hidden)
+    writer.add_feed_forward_length(feed_forward)
+    writer.add_head_count(2)
+    writer.add_head_count_kv(1)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_vocab_size(len(tokens))
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_merges(merges)
+    writer.add_token_types(
+        [gguf.TokenType.CONTROL if token.startswith("<|") else gguf.TokenType.NORMAL for token in tokens]
+    )
+    writer.add_bos_token_id(tokens.index("<|im_start|>"))
+    writer.add_eos_token_id(tokens.index("<|im_end|>"))
+    writer.add_pad_token_id(tokens.index("<|endoftext|>"))
+    writer.add_chat_template(GGUF_CHAT_TEMPLATE)
+
+    generator = np.random.default_rng(seed)
+
+    def add_random(name: str, *shape: int) -> None:
+        writer.add_tensor(name, (generator.standard_normal(shape) * 0.2).astype(np.float32))
+
+    add_random("token_embd.weight", len(tokens), hidden)
+    for layer in range(layers):
+        writer.add_tensor(f"blk.{layer}.attn_norm.weight", np.ones(hidden, np.float32))
+        add_random(f"blk.{layer}.attn_q.weight", hidden, hidden)
+        add_random(f"blk.{layer}.attn_k.weight", hidden // 2, hidden)
+        add_random(f"blk.{layer}.attn_v.weight", hidden // 2, hidden)
+        add_random(f"blk.{layer}.attn_output.weight", hidden, hidden)
+        writer.add_tensor(f"blk.{layer}.ffn_norm.weight", np.ones(hidden, np.float32))
+        add_random(f"blk.{layer}.ffn_gate.weight", feed_forward, hidden)
+        add_random(f"blk.{layer}.ffn_up.weight", feed_forward, hidden)
+        add_random(f"blk.{layer}.ffn_down.weight", hidden, feed_forward)
+    writer.add_tensor("output_norm.weight", np.ones(hidden, np.float32))
+    add_random("output.weight", len(tokens), hidden)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return Path(path)
 
 
 def _tiny_vision_kwargs() -> dict:
