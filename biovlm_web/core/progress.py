@@ -83,14 +83,17 @@ class JobProgressReporter:
         """Write pending progress to the row and broadcast it.
 
         Raises ``Cancelled`` when the row is no longer running (the reaper or a user ended
-        it), unless ``force_running`` is false, as when the job is already ending.
+        it) or a cancel was requested, unless ``force_running`` is false, as when the job is
+        already ending.
         """
         if not self._dirty:
             return
         from biovlm_web.core.models import Job
 
         self.job.log = list(self._lines)
-        changed = Job.objects.filter(pk=self.job.pk, status=Job.Status.RUNNING).update(
+        # Filtering on cancel_requested makes a cancel take effect at the next write, without
+        # waiting for the heartbeat thread.
+        changed = Job.objects.filter(pk=self.job.pk, status=Job.Status.RUNNING, cancel_requested=False).update(
             stage=self.job.stage, progress=self.job.progress, log=self.job.log, heartbeat_at=timezone.now()
         )
         self._dirty = False

@@ -207,6 +207,16 @@ def expected_sha256(upload: UploadSession, sha256_sent: str | None) -> str:
     return sha256_sent or upload.sha256
 
 
+def _incomplete(upload: UploadSession) -> UploadError:
+    return UploadError(
+        f"The upload of {upload.filename} is incomplete: {upload.offset} of {upload.size} bytes received. "
+        f"Send the remaining chunks from offset {upload.offset}, then complete it.",
+        status=409,
+        code="incomplete",
+        offset=upload.offset,
+    )
+
+
 def complete_upload(upload: UploadSession, sha256: str | None, user) -> tuple[DataFile, bool]:
     """Verify a fully received chunked upload and store it as a DataFile.
 
@@ -218,6 +228,8 @@ def complete_upload(upload: UploadSession, sha256: str | None, user) -> tuple[Da
         return upload.data_file, False
     check_active(upload)
     expected = expected_sha256(upload, sha256)
+    if upload.offset != upload.size:
+        raise _incomplete(upload)
     try:
         with locked_partial(upload, create=False) as partial:
             upload.refresh_from_db()
@@ -225,13 +237,7 @@ def complete_upload(upload: UploadSession, sha256: str | None, user) -> tuple[Da
                 return upload.data_file, False
             check_active(upload)
             if upload.offset != upload.size:
-                raise UploadError(
-                    f"The upload of {upload.filename} is incomplete: {upload.offset} of {upload.size} bytes received. "
-                    f"Send the remaining chunks from offset {upload.offset}, then complete it.",
-                    status=409,
-                    code="incomplete",
-                    offset=upload.offset,
-                )
+                raise _incomplete(upload)
             reconcile_partial(upload, partial)
             data_file = _verify_and_store(upload, partial, expected, user)
     except FileNotFoundError:

@@ -197,6 +197,23 @@ def test_cancel_running_job_stops_it(personas, redis_conn):
     assert job.result == {}
 
 
+def test_cancel_takes_effect_before_heartbeat(personas, redis_conn):
+    job = submit_job(personas["project"], "test_steps", {"steps": 400, "delay": 0.05}, user=personas["owner"])
+    # With heartbeats a minute apart, only the progress writes can notice the cancel.
+    worker = start_worker("default", burst=True, JOB_HEARTBEAT_SECONDS=60)
+    try:
+        wait_for_status(job, {"running"}, timeout=60)
+        time.sleep(0.5)
+        assert cancel_job(job)
+        job = wait_for_status(job, {"cancelled", "succeeded"}, timeout=15)
+        worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            kill_process_tree(worker)
+    assert job.status == "cancelled"
+    assert job.progress < 0.5
+
+
 def test_retry_creates_new_job(personas, redis_conn):
     job = submit_job(personas["project"], "test_steps", {"steps": 2, "fail_at": 1, "delay": 0}, user=personas["owner"])
     execute_job(str(job.uuid))

@@ -221,6 +221,18 @@ def test_complete_before_all_chunks_conflicts(owner, dataset, tmp_path):
     assert UploadSession.objects.get(uuid=upload_uuid).status == "active"
 
 
+def test_complete_before_first_chunk_keeps_upload(owner, dataset, tmp_path):
+    data = mrc_bytes(tmp_path)
+    upload_uuid = start(owner, dataset, "tomo.mrc", data).json()["uuid"]
+    response = owner.post(f"/api/uploads/{upload_uuid}/complete/", {}, format="json")
+    assert response.status_code == 409
+    assert response.json()["offset"] == 0
+    assert "incomplete" in response.json()["detail"]
+    assert UploadSession.objects.get(uuid=upload_uuid).status == "active"
+    send_chunks(owner, upload_uuid, data)
+    assert owner.post(f"/api/uploads/{upload_uuid}/complete/", {"sha256": sha256(data)}, format="json").status_code == 201
+
+
 # --- Checksums and chunk rules -------------------------------------------------------------------
 
 
