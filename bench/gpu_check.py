@@ -3,12 +3,13 @@
 For each role the script builds a model from a config with random weights, or uses weights
 that ship in an installed package, and saves it to a temporary folder. It loads the model
 through ``ModelRegistry`` on CUDA when present and otherwise on the CPU, and runs a fixed batch.
-It prints per role: device, dtype, parameters, memory, load time and throughput in items per
-second, next to the same batch on the CPU in the same run as the baseline.
+It prints per role: device, dtype, parameters, the size of the weights, memory, load time and
+throughput in items per second, next to the same batch on the CPU in the same run as the baseline.
 
-Memory is ``torch.cuda.max_memory_allocated`` during load and batch on a GPU. On the CPU it
-is the growth of the process's resident set size (RSS) from before the load to after the
-batch, which is a rough figure because the allocator keeps freed memory.
+Memory is ``torch.cuda.max_memory_allocated`` during load and batches on a GPU. On the CPU it
+is the peak growth of the process's resident set size (RSS) over the load and batches, sampled
+every 5 ms. That is a rough figure: memory freed by an earlier role and reused by this one does
+not count as growth.
 
 Throughput is the best of ``--repeats`` timed runs after one warm-up run. Random weights give
 meaningless outputs, so only speed and memory mean anything here. Any network access other
@@ -27,6 +28,7 @@ import os
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -433,9 +435,36 @@ class Measurement:
     device: str
     dtype: str
     parameters: int | None
+    weights_bytes: int | None
     memory_bytes: int | None
     load_seconds: float
     throughput: dict[str, float]  # workload label -> items per second
+
+
+class PeakRss:
+    """Sample this process's resident set size in a thread and keep the peak growth."""
+
+    def __init__(self, interval_s: float = 0.005) -> None:
+        import psutil
+
+        self.process = psutil.Process()
+        self.start_rss = self.process.memory_info().rss
+        self.peak_rss = self.start_rss
+        self.interval_s = interval_s
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        while not self.done.wait(self.interval_s):
+            self.peak_rss = max(self.peak_rss, self.process.memory_info().rss)
+
+    def stop(self) -> int:
+        """Stop sampling and return the peak growth in bytes."""
+        self.done.set()
+        self.thread.join()
+        self.peak_rss = max(self.peak_rss, self.process.memory_info().rss)
+        return self.peak_rss - self.start_rss
 
 
 def synchronize(device: str) -> None:
@@ -447,7 +476,6 @@ def synchronize(device: str) -> None:
 
 def measure(case: Case, source: str, device: str, repeats: int) -> Measurement:
     """Load ``source`` for ``case.role`` on ``device``, time each workload and unload it."""
-    import psutil
     import torch
 
     from analysis.backends import ModelRegistry, ModelUnavailable
@@ -457,41 +485,42 @@ def measure(case: Case, source: str, device: str, repeats: int) -> Measurement:
     if on_gpu:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    process = psutil.Process()
-    rss_before = process.memory_info().rss
-
+    rss_sampler = None if on_gpu else PeakRss()
     registry = ModelRegistry({case.role: source}, device=device)
-    started = time.perf_counter()
+
     try:
-        backend = registry.get(case.role)
-    except ModelUnavailable as error:
-        raise SkipCase(error.reason) from error
-    load_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        try:
+            backend = registry.get(case.role)
+        except ModelUnavailable as error:
+            raise SkipCase(error.reason) from error
+        load_seconds = time.perf_counter() - started
 
-    throughput = {}
-    for workload in case.workloads:
-        workload.run(backend)  # warm-up: lazy initialisation, kernel selection, caches
-        synchronize(device)
-        best = float("inf")
-        for _ in range(repeats):
-            started = time.perf_counter()
-            workload.run(backend)
+        throughput = {}
+        for workload in case.workloads:
+            workload.run(backend)  # warm-up: lazy initialisation, kernel selection, caches
             synchronize(device)
-            best = min(best, time.perf_counter() - started)
-        throughput[workload.label] = workload.items / best
+            best = float("inf")
+            for _ in range(repeats):
+                started = time.perf_counter()
+                workload.run(backend)
+                synchronize(device)
+                best = min(best, time.perf_counter() - started)
+            throughput[workload.label] = workload.items / best
 
-    if on_gpu:
-        memory = torch.cuda.max_memory_allocated()
-    else:
-        memory = process.memory_info().rss - rss_before
-    info = backend.info
-    measurement = Measurement(info.device, info.dtype, info.parameters, memory, load_seconds, throughput)
-    del backend
-    registry.unload(case.role)
-    gc.collect()
-    if on_gpu:
-        torch.cuda.empty_cache()
-    return measurement
+        memory = torch.cuda.max_memory_allocated() if on_gpu else rss_sampler.stop()
+        info = backend.info
+        return Measurement(
+            info.device, info.dtype, info.parameters, info.memory_bytes, memory, load_seconds, throughput
+        )
+    finally:
+        if rss_sampler is not None:
+            rss_sampler.stop()
+        backend = None
+        registry.unload(case.role)
+        gc.collect()
+        if on_gpu:
+            torch.cuda.empty_cache()
 
 
 def human_count(value: int | None) -> str:
@@ -518,6 +547,7 @@ COLUMNS = (
     ("device", 7),
     ("dtype", 9),
     ("params", 7),
+    ("weights", 10),
     ("memory", 10),
     ("load s", 7),
     ("workload", 34),
@@ -566,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         print("No GPU found: every role runs on the CPU, so there is no separate CPU baseline.")
-    memory_label = "peak torch.cuda.max_memory_allocated" if on_gpu else "RSS growth"
+    memory_label = "peak torch.cuda.max_memory_allocated" if on_gpu else "peak RSS growth"
     print(f"memory column: {memory_label}; throughput: best of {args.repeats} runs after a warm-up\n")
 
     selected = {role.strip() for role in args.only.split(",") if role.strip()}
@@ -604,6 +634,7 @@ def main(argv: list[str] | None = None) -> int:
                         result.device,
                         result.dtype,
                         human_count(result.parameters),
+                        human_bytes(result.weights_bytes),
                         human_bytes(result.memory_bytes),
                         f"{result.load_seconds:.2f}",
                         workload.label,
