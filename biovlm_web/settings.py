@@ -6,6 +6,7 @@ REDIS_URL, SECRET_KEY and ALLOWED_HOSTS (see docs/operations.md).
 """
 
 import logging.config
+import warnings
 from pathlib import Path
 
 import environ
@@ -254,9 +255,11 @@ USE_TZ = True
 # --- API --------------------------------------------------------------------------------
 
 REST_FRAMEWORK = {
+    # Token first: DRF takes the WWW-Authenticate header from the first class, so anonymous
+    # requests get 401 (sign in) rather than 403 (forbidden).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -279,6 +282,9 @@ SPECTACULAR_SETTINGS = {
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING_CONFIG = None
+# WhiteNoise serves static files with a synchronous iterator, and Django warns about that on
+# every static request under ASGI; the files are small, so the warning is only noise.
+warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous iterators")
 logging.config.dictConfig(
     {
         "version": 1,

@@ -13,7 +13,7 @@ from django.conf import settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The options `manage.py serve` uses, so tests run the server as users do.
-UVICORN_OPTIONS = ["--host", "127.0.0.1", "--ws", "websockets", "--lifespan", "off", "--log-level", "warning"]
+UVICORN_OPTIONS = ["--host", "127.0.0.1", "--ws", "websockets-sansio", "--lifespan", "off", "--log-level", "warning"]
 
 
 @pytest.fixture(autouse=True)

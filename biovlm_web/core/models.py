@@ -100,6 +100,7 @@ class Job(models.Model):
             "stage": self.stage,
             "progress": self.progress,
             "log": self.log[-50:],
+            "log_total": len(self.log),
             "error": self.error,
             "created_at": self.created_at.isoformat() if self.created_at else None,
             "started_at": self.started_at.isoformat() if self.started_at else None,

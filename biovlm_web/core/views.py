@@ -1,5 +1,6 @@
 """Pages of the core app: projects, jobs and share links."""
 
+import json
 import logging
 
 from django import forms
@@ -94,8 +95,11 @@ def project_members(request, uuid):
     elif user is None:
         messages.error(request, f"No active user named {username!r}; check the spelling.")
     else:
-        Membership.objects.get_or_create(project=project, user=user)
-        messages.success(request, f"Added {user.username} to the project.")
+        _, created = Membership.objects.get_or_create(project=project, user=user)
+        if created:
+            messages.success(request, f"Added {user.username} to the project.")
+        else:
+            messages.info(request, f"{user.username} is already a member of this project.")
     return redirect("project-detail", uuid=project.uuid)
 
 
@@ -110,7 +114,13 @@ def job_detail(request, uuid):
 
     member = can_change(request.user, job)
     kind = job_kinds().get(job.kind)
-    context = {"job": job, "member": member, "read_only": not member, "kind_title": kind.title if kind else job.kind}
+    context = {
+        "job": job,
+        "member": member,
+        "read_only": not member,
+        "kind_title": kind.title if kind else job.kind,
+        "params_json": json.dumps(job.params, indent=2, sort_keys=True),
+    }
     if member:
         context["share_links"] = ShareLink.objects.for_object(job).select_related("created_by")
         context["share_form"] = ShareLinkForm()

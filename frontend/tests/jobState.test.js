@@ -38,12 +38,12 @@ describe('isFinished', () => {
 })
 
 describe('lastLogLines', () => {
-  it('returns the last ten lines', () => {
-    const log = Array.from({ length: 25 }, (_, i) => `line ${i}`)
+  it('returns the last fifty lines', () => {
+    const log = Array.from({ length: 75 }, (_, i) => `line ${i}`)
     const lines = lastLogLines({ log })
-    expect(lines).toHaveLength(10)
-    expect(lines[0]).toBe('line 15')
-    expect(lines.at(-1)).toBe('line 24')
+    expect(lines).toHaveLength(50)
+    expect(lines[0]).toBe('line 25')
+    expect(lines.at(-1)).toBe('line 74')
   })
 
   it('handles a missing log', () => {

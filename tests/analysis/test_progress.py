@@ -101,3 +101,4 @@ def test_job_reporter_throttles_and_stores(personas, redis_conn, settings):
     assert reporter.writes == 3  # the new stage, the finished fraction, the final flush
     assert job.progress == 1.0
     assert job.log[-1].endswith("a line with <markup>")
+    assert job.snapshot()["log_total"] == len(job.log)

@@ -48,18 +48,18 @@ def expect(default, **overrides):
 
 # (method, path template, body, expected status per persona)
 API_MATRIX = [
-    ("get", "/api/projects/{project}/", None, expect(404, owner=200, member=200, **dict.fromkeys(ANON, 403))),
-    ("patch", "/api/projects/{project}/", {"description": "x"}, expect(404, owner=200, member=403, **dict.fromkeys(ANON, 403))),
-    ("get", "/api/projects/{project}/members/", None, expect(404, owner=200, member=200, **dict.fromkeys(ANON, 403))),
-    ("post", "/api/projects/{project}/members/", {"username": "stranger"}, expect(404, owner=201, member=403, **dict.fromkeys(ANON, 403))),
-    ("delete", "/api/projects/{project}/members/member/", None, expect(404, owner=204, member=403, **dict.fromkeys(ANON, 403))),
+    ("get", "/api/projects/{project}/", None, expect(404, owner=200, member=200, **dict.fromkeys(ANON, 401))),
+    ("patch", "/api/projects/{project}/", {"description": "x"}, expect(404, owner=200, member=403, **dict.fromkeys(ANON, 401))),
+    ("get", "/api/projects/{project}/members/", None, expect(404, owner=200, member=200, **dict.fromkeys(ANON, 401))),
+    ("post", "/api/projects/{project}/members/", {"username": "stranger"}, expect(404, owner=201, member=403, **dict.fromkeys(ANON, 401))),
+    ("delete", "/api/projects/{project}/members/member/", None, expect(404, owner=204, member=403, **dict.fromkeys(ANON, 401))),
     ("get", "/api/jobs/{job}/", None, expect(404, owner=200, member=200, share_valid=200)),
-    ("post", "/api/jobs/{job}/cancel/", None, expect(404, owner=200, member=200, **dict.fromkeys(ANON, 403))),
-    ("post", "/api/jobs/{job}/retry/", None, expect(404, owner=409, member=409, **dict.fromkeys(ANON, 403))),
-    ("post", "/api/jobs/", {"project": "{project}", "kind": "test_steps", "params": {}}, expect(400, owner=201, member=201, **dict.fromkeys(ANON, 403))),
-    ("get", "/api/share-links/{link}/", None, expect(404, owner=200, member=200, **dict.fromkeys(ANON, 403))),
-    ("post", "/api/share-links/{link}/revoke/", None, expect(404, owner=200, member=200, **dict.fromkeys(ANON, 403))),
-    ("post", "/api/share-links/", {"target_type": "job", "target_uuid": "{job}"}, expect(404, owner=201, member=201, **dict.fromkeys(ANON, 403))),
+    ("post", "/api/jobs/{job}/cancel/", None, expect(404, owner=200, member=200, **dict.fromkeys(ANON, 401))),
+    ("post", "/api/jobs/{job}/retry/", None, expect(404, owner=409, member=409, **dict.fromkeys(ANON, 401))),
+    ("post", "/api/jobs/", {"project": "{project}", "kind": "test_steps", "params": {}}, expect(400, owner=201, member=201, **dict.fromkeys(ANON, 401))),
+    ("get", "/api/share-links/{link}/", None, expect(404, owner=200, member=200, **dict.fromkeys(ANON, 401))),
+    ("post", "/api/share-links/{link}/revoke/", None, expect(404, owner=200, member=200, **dict.fromkeys(ANON, 401))),
+    ("post", "/api/share-links/", {"target_type": "job", "target_uuid": "{job}"}, expect(404, owner=201, member=201, **dict.fromkeys(ANON, 401))),
 ]  # fmt: skip
 
 PAGE_MATRIX = [
@@ -109,7 +109,7 @@ def test_lists_show_only_own_project(world):
     assert stranger.get("/api/share-links/").json()["results"] == []
     for persona in ANON:
         for path in ("/api/projects/", "/api/jobs/", "/api/share-links/"):
-            assert world["clients"][persona].get(path).status_code == 403
+            assert world["clients"][persona].get(path).status_code == 401
 
 
 def test_share_visitor_sees_nothing_else(world, personas):
@@ -153,3 +153,18 @@ def test_share_tokens_are_unguessable(world):
     tokens = {link.token for link in world["links"].values()}
     assert len(tokens) == 3
     assert all(len(token) >= 43 for token in tokens)
+
+
+def test_hidden_page_gets_styled_not_found(world):
+    response = world["clients"]["stranger"].get(f"/projects/{world['project'].uuid}/")
+    assert response.status_code == 404
+    page = response.content.decode()
+    assert "belongs to a project you are not a member of" in page
+    assert 'href="/"' in page
+
+
+def test_adding_existing_member_says_so(world):
+    response = world["clients"]["owner"].post(
+        f"/projects/{world['project'].uuid}/members/", {"username": "member"}, follow=True
+    )
+    assert "member is already a member of this project." in response.content.decode()

@@ -6,8 +6,8 @@
 /** Job statuses after which the job never changes again. */
 export const FINISHED_STATUSES = new Set(['succeeded', 'failed', 'cancelled'])
 
-/** Lines of the job log shown under the progress bar. */
-export const VISIBLE_LOG_LINES = 10
+/** Lines of the job log shown under the progress bar: all that a snapshot carries. */
+export const VISIBLE_LOG_LINES = 50
 
 export function isFinished(status) {
   return FINISHED_STATUSES.has(status)

@@ -43,7 +43,7 @@ class Command(BaseCommand):
         # Uvicorn rather than Daphne: Twisted, under Daphne, parses a multipart body in memory
         # (about 13 times the body size, measured by bench/upload.py), while Uvicorn streams it.
         server = [python, "-m", "uvicorn", "biovlm_web.asgi:application", "--host", host, "--port", str(port)]
-        children.append(subprocess.Popen([*server, "--ws", "websockets", "--lifespan", "off"]))
+        children.append(subprocess.Popen([*server, "--ws", "websockets-sansio", "--lifespan", "off"]))
         redis_note = "embedded Redis" if settings.REDIS_EMBEDDED else "Redis at REDIS_URL"
         self.stdout.write(
             f"BioVLM Web on http://{host}:{port}/ with {workers} worker(s) on {', '.join(queue_names)} and {redis_note}. "
