@@ -25,8 +25,8 @@ def small_models(settings):
 
 def test_models_page_requires_sign_in(client):
     assert client.get("/models/").status_code == 302
-    assert client.get("/api/models/").status_code == 403
-    assert client.post("/api/models/check/").status_code == 403
+    assert client.get("/api/models/").status_code == 401
+    assert client.post("/api/models/check/").status_code == 401
 
 
 def test_models_page_lists_roles_unchecked(client, personas, small_models):
