@@ -56,6 +56,12 @@ def locate_model_files(role: str, source: ModelSource, allow_downloads: bool, *,
         raise ModelUnavailable(
             role, str(source), "the file option selects a GGUF file, which only the llm role loads. Remove the option."
         )
+    if file_option and not file_option.endswith(".gguf"):
+        raise ModelUnavailable(
+            role,
+            str(source),
+            f"the file option must name a .gguf file, not {file_option!r}. Remove it to load a folder.",
+        )
     if source.kind == "local":
         path = Path(source.location).expanduser()
         if gguf and path.suffix == ".gguf" and not file_option and not path.is_dir():
@@ -144,7 +150,8 @@ def _hub_snapshot(role: str, source: ModelSource, allow_downloads: bool, file_na
             raise ModelUnavailable(
                 role,
                 str(source),
-                f"{repo_id} is not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) and downloads are off. "
+                f"{repo_id} is missing or incomplete in the local Hugging Face cache ({constants.HF_HUB_CACHE}), "
+                "and downloads are off. "
                 f"Run `hf download {repo_id}` on a machine with network access and copy its cache here, "
                 "or set BIOVLM_ALLOW_DOWNLOADS=1.",
             ) from error

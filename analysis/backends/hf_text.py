@@ -125,20 +125,27 @@ def pool_token_states(states, attention_mask, pooling: str):
 
 
 def _sentence_transformers_settings(folder: Path) -> tuple[str | None, int | None]:
-    """Read the pooling mode and maximum sequence length that a sentence-transformers folder records."""
+    """Read the pooling mode and maximum sequence length that a sentence-transformers folder records.
+
+    The pooling mode is returned as sentence-transformers names it in ``1_Pooling/config.json``
+    (``mean``, ``cls``, ``max``, ``lasttoken``, ``weightedmean`` or ``mean_sqrt_len``), so the
+    loader can reject the modes it does not implement.
+    """
     pooling = None
     modules_file = folder / "modules.json"
     if modules_file.is_file():
         for module in json.loads(modules_file.read_text()):
-            if module.get("type", "").endswith("Pooling"):
-                pooling_file = folder / module.get("path", "") / "config.json"
-                if pooling_file.is_file():
-                    settings = json.loads(pooling_file.read_text())
-                    for mode in POOLING_MODES:
-                        key = "pooling_mode_cls_token" if mode == "cls" else f"pooling_mode_{mode}_tokens"
-                        if settings.get(key):
-                            pooling = mode
-                            break
+            if not module.get("type", "").endswith("Pooling"):
+                continue
+            pooling_file = folder / module.get("path", "") / "config.json"
+            if pooling_file.is_file():
+                settings = json.loads(pooling_file.read_text())
+                enabled = [
+                    key.removeprefix("pooling_mode_").removesuffix("_tokens").removesuffix("_token")
+                    for key, value in settings.items()
+                    if key.startswith("pooling_mode_") and value
+                ]
+                pooling = "+".join(enabled) or None
     max_length = None
     bert_config = folder / "sentence_bert_config.json"
     if bert_config.is_file():
@@ -182,9 +189,14 @@ def load_sentence_embedder(role: str, source: ModelSource, context: LoadContext)
     recorded_pooling, recorded_max_length = _sentence_transformers_settings(files.folder)
     pooling = source.option("pooling") or recorded_pooling or "mean"
     if pooling not in POOLING_MODES:
-        raise ModelUnavailable(
-            role, str(source), f"the pooling option must be one of {', '.join(POOLING_MODES)}, not {pooling!r}."
-        )
+        if source.option("pooling"):
+            reason = f"the pooling option must be one of {', '.join(POOLING_MODES)}, not {pooling!r}."
+        else:
+            reason = (
+                f"{files.folder} records {pooling!r} pooling, which this backend does not implement. "
+                f"Set ?pooling= to one of {', '.join(POOLING_MODES)} to override it."
+            )
+        raise ModelUnavailable(role, str(source), reason)
     batch_size = positive_int_option(role, source, "batch_size", DEFAULT_EMBEDDING_BATCH_SIZE)
     tokenizer = _load_tokenizer(role, source, files)
     position_limit = getattr(config, "max_position_embeddings", None) or 512
@@ -305,7 +317,7 @@ def _template_messages(messages: list[dict], keep_tool_calls: bool) -> list[dict
 
     Content parts become plain text, and tool-call arguments become dicts. For a template
     without tool support, an assistant's earlier tool calls are written into its content
-    in the ``<tool_call>`` format that the system prompt asked for.
+    in the ``<tool_call>`` format that the system prompt requests.
     """
     if not isinstance(messages, list) or not messages:
         raise ValueError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts.")

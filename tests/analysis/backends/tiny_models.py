@@ -1,8 +1,8 @@
 """Tiny random-weight Hugging Face models, saved with ``save_pretrained`` for backend tests.
 
-Every model is built from a config with a few thousand to a few tens of thousands of
-parameters and a tokenizer made here from a word list, so nothing is downloaded and each
-model loads in well under a second. The weights are random: the tests check shapes, types, determinism,
+Every model has a few thousand to a few tens of thousands of parameters, and its tokenizer
+is built here from a word list, so nothing is downloaded. Once transformers is imported,
+each model loads in well under a second. The weights are random: the tests check shapes, types, determinism,
 caching and consistency between code paths, never the meaning of the outputs.
 """
 
@@ -63,10 +63,11 @@ def word_level_tokenizer(
 ):
     """A whitespace-split word tokenizer with Llama-style special tokens and a chat template.
 
-    Decoding joins words with spaces, so decoded text tokenizes back to the same ids.
+    Decoding joins words with spaces, so decoded text tokenizes back to the same ids. Like
+    Llama's tokenizer, it starts each text with ``<s>`` unless ``add_special_tokens`` is false.
     ``extra_words`` extend the vocabulary, and ``extra_special`` become special tokens.
     """
-    from tokenizers import Tokenizer, decoders, pre_tokenizers
+    from tokenizers import Tokenizer, decoders, pre_tokenizers, processors
     from tokenizers.models import WordLevel
     from transformers import PreTrainedTokenizerFast
 
@@ -74,6 +75,9 @@ def word_level_tokenizer(
     backend = Tokenizer(WordLevel({token: index for index, token in enumerate(tokens)}, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     backend.decoder = decoders.WordPiece(prefix="##", cleanup=False)
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tokens.index("<s>"))]
+    )
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         unk_token="<unk>",
