@@ -40,7 +40,7 @@ class Detections:
     boxes: np.ndarray  # (n, 4) float32
     scores: np.ndarray  # (n,) float32
     class_ids: np.ndarray  # (n,) int64
-    class_names: list[str]
+    class_names: list[str]  # one per detection, parallel to class_ids
     masks: np.ndarray | None = None  # (n, height, width) bool
 
 
