@@ -6,6 +6,7 @@ REDIS_URL, SECRET_KEY and ALLOWED_HOSTS (see docs/operations.md).
 """
 
 import logging.config
+import os
 import warnings
 from pathlib import Path
 
@@ -168,6 +169,11 @@ from analysis.backends.registry import sources_from_environment  # noqa: E402
 
 MODEL_SOURCES = sources_from_environment()
 MODEL_ALLOW_DOWNLOADS = env_bool("BIOVLM_ALLOW_DOWNLOADS", False)
+if not MODEL_ALLOW_DOWNLOADS:
+    # huggingface_hub reads these once, at import, so they are set before any model code runs.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("YOLO_OFFLINE", "1")
 MODEL_CACHE_DIR = Path(env_str("BIOVLM_MODEL_CACHE_DIR", str(VAR_DIR / "model-cache"))).resolve()
 MODEL_DEVICE = env_str("BIOVLM_DEVICE")
 
