@@ -37,7 +37,7 @@ DEFAULT_SOURCES = {
 
 @dataclass
 class LoadContext:
-    """What a loader needs besides the source: device, dtype, download policy and the cache."""
+    """Loader inputs besides the source: device, dtype, download policy and the result cache."""
 
     device: str | None = None
     dtype: str | None = None

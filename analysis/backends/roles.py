@@ -1,4 +1,4 @@
-"""The interface each model role offers to pipelines, whatever loads it."""
+"""Role interfaces that pipelines call, whichever backend loads the model."""
 
 from __future__ import annotations
 

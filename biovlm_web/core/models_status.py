@@ -1,4 +1,4 @@
-"""What the models page, the models API and ``check_models`` show about each role."""
+"""Role rows shown by the models page and the models API."""
 
 from analysis.backends import ROLES, SourceError, parse_source
 from analysis.backends.registry import DEFAULT_SOURCES
@@ -21,7 +21,7 @@ def latest_check():
 
 
 def role_rows(settings, check: Job | None) -> list[dict]:
-    """One row per role: the configured source, whether it parses, and the last check's findings."""
+    """Build one row per role from the configured source, whether it parses, and the last check's findings."""
     checked = {row["role"]: row for row in (check.result.get("roles", []) if check else [])}
     sources = configured_sources(settings)
     rows = []
