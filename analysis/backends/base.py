@@ -1,4 +1,4 @@
-"""What every loaded model records, and the error for a role that cannot load."""
+"""The record every loaded model keeps, and the error for a role that cannot load."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 class ModelUnavailable(RuntimeError):
-    """A role has no usable model; ``reason`` says why in words a user can act on."""
+    """Raised when a role has no usable model; ``reason`` explains why in words a user can act on."""
 
     def __init__(self, role: str, source: str, reason: str) -> None:
         super().__init__(f"The {role} model ({source}) is unavailable: {reason}")
@@ -20,7 +20,7 @@ class ModelUnavailable(RuntimeError):
 
 @dataclass
 class ModelInfo:
-    """Where a loaded model came from and what it costs, stored with every result it produces."""
+    """Provenance and cost of a loaded model, stored with every result it produces."""
 
     role: str
     source: str

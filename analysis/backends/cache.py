@@ -1,7 +1,7 @@
 """A disk cache of model results keyed by model and input, so reruns are cheap.
 
 Values are JSON or NumPy arrays (stored with ``numpy.save`` and ``allow_pickle=False``), so
-reading the cache never runs code. One SQLite file holds the whole cache; several worker
+reading the cache never runs code. The whole cache is one SQLite file, which several worker
 processes may share it.
 """
 
