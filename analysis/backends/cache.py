@@ -2,7 +2,7 @@
 
 Values are JSON or NumPy arrays (stored with ``numpy.save`` and ``allow_pickle=False``), so
 reading the cache never runs code. The whole cache is one SQLite file, which several worker
-processes may share it.
+processes may share.
 """
 
 from __future__ import annotations
