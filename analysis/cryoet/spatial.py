@@ -42,10 +42,16 @@ class SpatialMap:
         self._class_trees: dict[int, cKDTree] = {}
         self._class_members: dict[int, np.ndarray] = {}
         self._row_by_id: dict[int, int] | None = None
+        self._x_order: np.ndarray | None = None
+        self._sorted_x: np.ndarray | None = None
 
     def _validate(self) -> None:
         count = len(self.ids)
-        for name, array in (("class_indices", self.class_indices), ("positions", self.positions), ("scores", self.scores)):
+        for name, array in (
+            ("class_indices", self.class_indices),
+            ("positions", self.positions),
+            ("scores", self.scores),
+        ):
             if len(array) != count:
                 raise ValueError(f"SpatialMap {name} has {len(array)} rows but ids has {count}; they must match.")
         if self.embeddings is not None and (self.embeddings.ndim != 2 or len(self.embeddings) != count):
@@ -55,7 +61,9 @@ class SpatialMap:
         if len(np.unique(self.ids)) != count:
             raise ValueError("SpatialMap particle ids must be unique.")
         if np.any(self.bounds[1] <= self.bounds[0]):
-            raise ValueError(f"SpatialMap bounds maximum must exceed minimum on every axis, got {self.bounds.tolist()}.")
+            raise ValueError(
+                f"SpatialMap bounds maximum must exceed minimum on every axis, got {self.bounds.tolist()}."
+            )
 
     @classmethod
     def from_particles(
@@ -73,7 +81,9 @@ class SpatialMap:
         try:
             class_indices = np.array([index_by_name[name] for name in class_names_per_particle], dtype=np.int16)
         except KeyError as error:
-            raise ValueError(f"Unknown particle class {error.args[0]!r}; expected one of {', '.join(class_names)}.") from None
+            raise ValueError(
+                f"Unknown particle class {error.args[0]!r}; expected one of {', '.join(class_names)}."
+            ) from None
         count = len(class_indices)
         return cls(
             ids=np.arange(count) if ids is None else ids,
@@ -115,6 +125,17 @@ class SpatialMap:
         if class_index not in self._class_trees:
             self._class_trees[class_index] = cKDTree(self.positions[self.class_members(class_index)])
         return self._class_trees[class_index]
+
+    def x_sorted(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return the row order that sorts particles by x, and the sorted x values, for slab queries."""
+        if self._x_order is None:
+            self._x_order = np.argsort(self.positions[:, 0], kind="stable")
+            self._sorted_x = self.positions[self._x_order, 0]
+        return self._x_order, self._sorted_x
+
+    def class_counts(self) -> np.ndarray:
+        """Return the number of particles of each class, indexed like ``class_names``."""
+        return np.bincount(self.class_indices, minlength=len(self.class_names))
 
     def row_of(self, particle_id: int) -> int:
         """Return the row number of a particle id, raising KeyError when the map has no such id."""
