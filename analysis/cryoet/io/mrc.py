@@ -52,7 +52,8 @@ class Volume:
     # Index of the first column, row and section (NXSTART, NYSTART, NZSTART), x, y, z.
     nstart: tuple[int, int, int]
     mode: int
-    # Other header facts: axis order, byte order, extended header type and size, labels.
+    # Other header facts: grid size, cell size over sampling as stored (also when voxel_size is
+    # None), axis order, byte order, extended header type and size, labels.
     header: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -103,6 +104,13 @@ def _axis_order(path: Path, header) -> tuple[int, int, int]:
     if sorted(stored_axes) != [1, 2, 3]:
         raise MrcError(f"{path}: MAPC, MAPR, MAPS are {stored_axes[::-1]}; they must be a permutation of 1, 2, 3")
     return tuple(stored_axes.index(axis) for axis in (3, 2, 1))
+
+
+def _cell_over_sampling(header) -> tuple[float, float, float]:
+    """Return cell size over sampling per axis as stored, with 0.0 where either is zero."""
+    cell = (float(header["cella"]["x"]), float(header["cella"]["y"]), float(header["cella"]["z"]))
+    sampling = (int(header["mx"]), int(header["my"]), int(header["mz"]))
+    return tuple(c / m if m > 0 else 0.0 for c, m in zip(cell, sampling, strict=True))
 
 
 def _voxel_size(header, warnings: list[str]) -> tuple[float, float, float] | None:
@@ -201,7 +209,9 @@ def read_volume(path: str | os.PathLike, mmap_threshold: int = MMAP_THRESHOLD_BY
         python_warnings.simplefilter("always")
         if mrc.data is None:
             raise MrcError(f"{path}: mrcfile could not read the data block; check the header for errors")
-        data = _to_float32(mrc.data, order, sliced=use_mmap)
+        # mrcfile returns 2-D arrays for single images; restore the (section, row, column) shape.
+        stored = mrc.data.reshape(grid[2], grid[1], grid[0])
+        data = _to_float32(stored, order, sliced=use_mmap)
         extended_type = mrc.header.exttyp.item().decode("ascii", "replace").strip("\x00 ")
         labels = [
             label.decode("ascii", "replace").strip()
@@ -223,6 +233,7 @@ def read_volume(path: str | os.PathLike, mmap_threshold: int = MMAP_THRESHOLD_BY
         mode=mode,
         header={
             "grid_size": grid,
+            "cell_voxel_size": _cell_over_sampling(header),
             "axis_order": (int(header["mapc"]), int(header["mapr"]), int(header["maps"])),
             "byte_order": "big" if byte_order == ">" else "little",
             "extended_header_type": extended_type,
