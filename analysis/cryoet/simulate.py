@@ -1,0 +1,375 @@
+"""Simulate tomograms of the six benchmark particle classes with known positions.
+
+Each class is a weighted point cloud in angstroms with the symmetry of the real complex.
+Apo-ferritin is an octahedral 24-mer shell, beta-amylase and beta-galactosidase are D2
+tetramers, thyroglobulin is an elongated C2 dimer and the virus-like particle is an
+icosahedral 60-mer shell. The ribosome is the 6ZU5 atomic model when it has been fetched, else
+a two-lobed shape. Particles are placed without
+overlap, rotated at random, splatted to voxels and blurred. The volume then gets a missing
+wedge, a phase-flipped CTF band-pass and Gaussian noise at a chosen SNR.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial.transform import Rotation
+
+from analysis.cryoet.classes import CLASS_BY_NAME, CLASS_NAMES, DEFAULT_VOXEL_SIZE
+from analysis.cryoet.io.mrc import write_volume
+from analysis.cryoet.io.particles import ParticleList, write_copick_run
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SHAPE = (184, 630, 630)
+# Particles per class in a default-size tomogram; other sizes scale these by volume.
+DEFAULT_COUNTS = {
+    "apo-ferritin": 40,
+    "beta-amylase": 12,
+    "beta-galactosidase": 12,
+    "ribosome": 30,
+    "thyroglobulin": 20,
+    "virus-like-particle": 8,
+}
+# Spacing of the points that fill a solid part of a template.
+FILL_SPACING = 5.0
+# Electrons per atom, used as splatting weights for the atomic model.
+ATOMIC_NUMBERS = {"H": 1, "C": 6, "N": 7, "O": 8, "P": 15, "S": 16, "MG": 12, "ZN": 30, "K": 19, "NA": 11}
+RIBOSOME_MODEL_NAME = "mmcif_6zu5.cif"
+# Electron wavelength at 300 kV, in angstroms.
+WAVELENGTH_300KV = 0.0197
+
+
+@dataclass(frozen=True)
+class Template:
+    """A particle density as points (n, 3) x, y, z in angstroms around its centre, with weights."""
+
+    points: np.ndarray
+    weights: np.ndarray
+    # Gaussian blur applied after splatting, in angstroms.
+    sigma: float
+    source: str
+
+
+def _ellipsoid_points(semi_axes, centre=(0.0, 0.0, 0.0)) -> np.ndarray:
+    """Return grid points spaced FILL_SPACING apart inside an ellipsoid."""
+    semi_axes = np.asarray(semi_axes, dtype=np.float64)
+    axes = [np.arange(-s, s + 1e-9, FILL_SPACING) for s in semi_axes]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    inside = np.sum((grid / semi_axes) ** 2, axis=1) <= 1.0
+    return grid[inside] + np.asarray(centre)
+
+
+def _symmetric(subunit: np.ndarray, group: str) -> np.ndarray:
+    rotations = Rotation.create_group(group)
+    return np.concatenate([rotations[i].apply(subunit) for i in range(len(rotations))])
+
+
+def _uniform(points: np.ndarray, sigma: float, source: str) -> Template:
+    centred = points - points.mean(axis=0)
+    return Template(centred, np.ones(len(points)), sigma, source)
+
+
+def parametric_template(name: str) -> Template:
+    """Build the parametric density of a class; sizes follow the class radius."""
+    radius = CLASS_BY_NAME[name].radius_angstrom
+    if name == "apo-ferritin":
+        # 24 four-helix-bundle subunits on an octahedral (432) shell, hollow inside.
+        # The real shell spans about 40 to 60 Å in radius.
+        subunit = _ellipsoid_points((5, 5, 16), centre=(0, 0.8 * radius, 0))
+        return _uniform(_symmetric(subunit, "O"), 5.0, "parametric octahedral 24-mer shell")
+    if name == "beta-amylase":
+        subunit = _ellipsoid_points((20, 17, 14), centre=(0.45 * radius, 0.3 * radius, 0.15 * radius))
+        return _uniform(_symmetric(subunit, "D2"), 6.0, "parametric D2 tetramer")
+    if name == "beta-galactosidase":
+        subunit = _ellipsoid_points((30, 24, 20), centre=(0.45 * radius, 0.28 * radius, 0.14 * radius))
+        return _uniform(_symmetric(subunit, "D2"), 6.0, "parametric D2 tetramer")
+    if name == "thyroglobulin":
+        # Two elongated monomers side by side, related by a two-fold axis along z.
+        subunit = _ellipsoid_points((0.8 * radius, 26, 32), centre=(0, 24, 0))
+        return _uniform(_symmetric(subunit, "C2"), 8.0, "parametric elongated C2 dimer")
+    if name == "virus-like-particle":
+        subunit = _ellipsoid_points((14, 14, 12), centre=(0, 0, 0.82 * radius))
+        subunit = Rotation.from_euler("xy", [20, 12], degrees=True).apply(subunit)
+        return _uniform(_symmetric(subunit, "I"), 8.0, "parametric icosahedral 60-mer shell")
+    if name == "ribosome":
+        large = _ellipsoid_points((0.62 * radius, 0.62 * radius, 0.5 * radius), centre=(0, 0, -0.25 * radius))
+        small = _ellipsoid_points((0.5 * radius, 0.35 * radius, 0.28 * radius), centre=(0.1 * radius, 0, 0.5 * radius))
+        return _uniform(np.concatenate([large, small]), 8.0, "parametric two-lobed ribosome")
+    raise KeyError(f"unknown particle class {name!r}; known classes: {', '.join(CLASS_NAMES)}")
+
+
+@lru_cache(maxsize=4)
+def read_atom_model(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read atom positions (Å), electron counts and chain ids from an mmCIF ``atom_site`` loop.
+
+    Values are split on whitespace, which holds for the atom_site rows of PDB-deposited files
+    but not for quoted values that contain spaces.
+    """
+    columns: list[str] = []
+    rows: list[list[str]] = []
+    with open(path) as handle:
+        for line in handle:
+            if line.startswith("_atom_site."):
+                columns.append(line.strip().split(".", 1)[1])
+            elif line.startswith(("ATOM", "HETATM")) and columns:
+                rows.append(line.split())
+    if not rows:
+        raise ValueError(f"{path}: no ATOM or HETATM rows in an _atom_site loop")
+    index = {name: position for position, name in enumerate(columns)}
+    coordinates = np.array(
+        [[row[index["Cartn_x"]], row[index["Cartn_y"]], row[index["Cartn_z"]]] for row in rows], dtype=np.float64
+    )
+    electrons = np.array([ATOMIC_NUMBERS.get(row[index["type_symbol"]].upper(), 6) for row in rows], dtype=np.float64)
+    chains = np.array([row[index["auth_asym_id"]] for row in rows])
+    return coordinates, electrons, chains
+
+
+def atom_model_template(path: str | os.PathLike) -> Template:
+    """Build a template from an atomic model, centred on its centre of mass."""
+    coordinates, electrons, chains = read_atom_model(str(path))
+    centre = np.average(coordinates, axis=0, weights=electrons)
+    # 6ZU5 names large-subunit chains L.. and small-subunit chains S..; both are kept.
+    large = np.char.startswith(chains.astype(str), "L").sum()
+    small = np.char.startswith(chains.astype(str), "S").sum()
+    source = f"{Path(path).name}: {len(coordinates)} atoms ({large} large subunit, {small} small subunit)"
+    return Template(coordinates - centre, electrons, 4.0, source)
+
+
+def class_templates(ribosome_model: str | os.PathLike | None = "auto") -> dict[str, Template]:
+    """Return a template per class; the ribosome comes from an atomic model when one is given.
+
+    ``"auto"`` uses the 6ZU5 model only when ``analysis.data`` has already fetched it, so a
+    simulation never downloads.
+    """
+    templates = {name: parametric_template(name) for name in CLASS_NAMES if name != "ribosome"}
+    model_path = None
+    if ribosome_model == "auto":
+        from analysis.data import data_dir
+
+        candidate = data_dir() / RIBOSOME_MODEL_NAME
+        model_path = candidate if candidate.is_file() else None
+    elif ribosome_model is not None:
+        model_path = Path(ribosome_model)
+    templates["ribosome"] = atom_model_template(model_path) if model_path else parametric_template("ribosome")
+    return templates
+
+
+def _normalised(template: Template) -> Template:
+    """Scale weights so every class has the same mean density per occupied volume."""
+    return Template(
+        template.points,
+        template.weights / template.weights.sum() * len(template.points),
+        template.sigma,
+        template.source,
+    )
+
+
+def render_particle(
+    volume: np.ndarray, template: Template, position: np.ndarray, rotation: Rotation, voxel_size: float
+) -> None:
+    """Add one rotated template at ``position`` (x, y, z Å) into ``volume`` (z, y, x), in place."""
+    points = rotation.apply(template.points) + position
+    voxels = points[:, ::-1] / voxel_size
+    sigma_voxels = template.sigma / voxel_size
+    margin = int(np.ceil(3 * sigma_voxels)) + 1
+    low = np.maximum(np.floor(voxels.min(axis=0)).astype(int) - margin, 0)
+    high = np.minimum(np.ceil(voxels.max(axis=0)).astype(int) + margin + 1, volume.shape)
+    if np.any(high <= low):
+        return
+    box_shape = tuple(high - low)
+    local = voxels - low
+    # Trilinear splatting keeps the centre of mass at sub-voxel precision.
+    base = np.floor(local).astype(int)
+    fraction = local - base
+    box = np.zeros(box_shape, dtype=np.float64)
+    for corner in np.ndindex(2, 2, 2):
+        offset = np.array(corner)
+        target = base + offset
+        weight = template.weights * np.prod(np.where(offset, fraction, 1 - fraction), axis=1)
+        valid = np.all((target >= 0) & (target < box_shape), axis=1)
+        np.add.at(box, tuple(target[valid].T), weight[valid])
+    box = ndimage.gaussian_filter(box, sigma_voxels, mode="constant")
+    volume[low[0] : high[0], low[1] : high[1], low[2] : high[2]] += box
+
+
+def place_particles(shape, voxel_size, counts, rng, membranes=(), max_attempts=2000) -> tuple[np.ndarray, np.ndarray]:
+    """Draw non-overlapping centres (x, y, z Å), largest classes first.
+
+    Two particles are at least the sum of their radii apart, centres keep one radius from the
+    faces where the volume is thick enough, and particles keep clear of membranes.
+    """
+    extent = np.array(shape[::-1], dtype=np.float64) * voxel_size
+    names = [
+        name for name in sorted(counts, key=lambda n: -CLASS_BY_NAME[n].radius_angstrom) for _ in range(counts[name])
+    ]
+    positions: list[np.ndarray] = []
+    radii: list[float] = []
+    for name in names:
+        radius = CLASS_BY_NAME[name].radius_angstrom
+        low = np.where(extent > 2 * radius, radius, 0.0)
+        high = np.where(extent > 2 * radius, extent - radius, extent)
+        for _ in range(max_attempts):
+            candidate = rng.uniform(low, high)
+            if positions:
+                distances = np.linalg.norm(np.array(positions) - candidate, axis=1)
+                if np.any(distances < np.array(radii) + radius):
+                    continue
+            if any(membrane.distance(candidate) < radius + membrane.thickness for membrane in membranes):
+                continue
+            positions.append(candidate)
+            radii.append(radius)
+            break
+        else:
+            raise ValueError(
+                f"could not place particle {len(positions) + 1} of {len(names)} ({name}) without overlap "
+                f"in a {shape[2]}x{shape[1]}x{shape[0]} volume at {voxel_size} Å; lower the counts or enlarge the volume"
+            )
+    return np.array(positions).reshape(-1, 3), np.array(names, dtype=object)
+
+
+@dataclass(frozen=True)
+class Membrane:
+    """A curved lipid bilayer: part of a sphere surface, with two leaflets."""
+
+    centre: np.ndarray
+    radius: float
+    thickness: float = 40.0
+
+    def distance(self, point: np.ndarray) -> float:
+        return float(abs(np.linalg.norm(point - self.centre) - self.radius))
+
+    def render(self, shape, voxel_size) -> np.ndarray:
+        z, y, x = (np.arange(n) * voxel_size for n in shape)
+        zz, yy, xx = np.meshgrid(z, y, x, indexing="ij", sparse=True)
+        signed = (
+            np.sqrt((xx - self.centre[0]) ** 2 + (yy - self.centre[1]) ** 2 + (zz - self.centre[2]) ** 2) - self.radius
+        )
+        leaflet = self.thickness / 4
+        return np.exp(-((signed - leaflet) ** 2) / (2 * 8.0**2)) + np.exp(-((signed + leaflet) ** 2) / (2 * 8.0**2))
+
+
+def _random_membrane(shape, voxel_size, rng) -> Membrane:
+    extent = np.array(shape[::-1], dtype=np.float64) * voxel_size
+    radius = rng.uniform(1.0, 2.0) * extent[:2].max()
+    # The sphere centre lies outside the volume so that a gently curved sheet crosses it.
+    direction = rng.normal(size=3)
+    direction[2] *= 0.1
+    direction /= np.linalg.norm(direction)
+    through = rng.uniform(0.2, 0.8, size=3) * extent
+    return Membrane(through + direction * radius, radius)
+
+
+def frequency_grids(shape, voxel_size) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return kz, ky, kx in 1/Å for ``np.fft.rfftn`` of a (z, y, x) volume, broadcastable."""
+    kz = np.fft.fftfreq(shape[0], voxel_size)[:, None, None]
+    ky = np.fft.fftfreq(shape[1], voxel_size)[None, :, None]
+    kx = np.fft.rfftfreq(shape[2], voxel_size)[None, None, :]
+    return kz, ky, kx
+
+
+def missing_wedge_mask(shape, voxel_size, tilt_range: float) -> np.ndarray:
+    """Return the rfftn mask of frequencies a ±tilt_range° tilt series about y samples.
+
+    A tilt by θ about y samples the Fourier plane whose normal is rotated by θ from kz, so
+    the sampled region is |kz| <= |kx| tan(tilt_range); the zero frequency is kept.
+    """
+    full_shape = (shape[0], shape[1], shape[2] // 2 + 1)
+    if tilt_range >= 90:
+        return np.ones(full_shape, dtype=bool)
+    kz, _, kx = frequency_grids(shape, voxel_size)
+    sampled = np.abs(kz) <= np.abs(kx) * np.tan(np.radians(tilt_range)) + 1e-12
+    sampled = np.broadcast_to(sampled, full_shape).copy()
+    sampled[0, :, 0] = True
+    return sampled
+
+
+def ctf_band_pass(
+    shape, voxel_size, defocus_um: float, b_factor: float = 200.0, amplitude_contrast: float = 0.07
+) -> np.ndarray:
+    """Return |CTF| times a B-factor envelope at 300 kV, as a phase-flipped tomogram has it."""
+    kz, ky, kx = frequency_grids(shape, voxel_size)
+    k_squared = kz**2 + ky**2 + kx**2
+    chi = np.pi * WAVELENGTH_300KV * defocus_um * 1e4 * k_squared
+    ctf = np.sqrt(1 - amplitude_contrast**2) * np.sin(chi) + amplitude_contrast * np.cos(chi)
+    return np.abs(ctf) * np.exp(-b_factor * k_squared / 4)
+
+
+def default_counts(shape) -> dict[str, int]:
+    scale = np.prod(shape) / np.prod(DEFAULT_SHAPE)
+    return {name: max(1, round(count * scale)) for name, count in DEFAULT_COUNTS.items()}
+
+
+def simulate_tomogram(
+    shape: tuple[int, int, int] = DEFAULT_SHAPE,
+    voxel_size: float = DEFAULT_VOXEL_SIZE,
+    counts: dict[str, int] | None = None,
+    snr: float | None = 0.1,
+    tilt_range: float | None = 60.0,
+    seed: int = 0,
+    defocus_um: float | None = 3.0,
+    membranes: int = 0,
+    ribosome_model: str | os.PathLike | None = "auto",
+) -> tuple[np.ndarray, ParticleList]:
+    """Simulate a (z, y, x) float32 tomogram and its true particle positions.
+
+    ``snr`` is signal variance over noise variance, and None adds no noise. ``tilt_range`` is
+    the maximum tilt in degrees about y (None keeps every frequency). ``defocus_um`` sets the
+    CTF band-pass (None skips it). The same arguments and seed give the same result.
+    """
+    counts = default_counts(shape) if counts is None else counts
+    unknown = set(counts) - set(CLASS_NAMES)
+    if unknown:
+        raise KeyError(f"unknown particle classes {sorted(unknown)}; known classes: {', '.join(CLASS_NAMES)}")
+    placement_seed, rotation_seed, noise_seed, membrane_seed = np.random.SeedSequence(seed).spawn(4)
+    membrane_rng = np.random.default_rng(membrane_seed)
+    membrane_list = [_random_membrane(shape, voxel_size, membrane_rng) for _ in range(membranes)]
+    positions, names = place_particles(shape, voxel_size, counts, np.random.default_rng(placement_seed), membrane_list)
+    rotations = (
+        Rotation.random(len(positions), random_state=np.random.default_rng(rotation_seed)) if len(positions) else []
+    )
+
+    templates = {name: _normalised(template) for name, template in class_templates(ribosome_model).items()}
+    clean = np.zeros(shape, dtype=np.float64)
+    for index, (position, name) in enumerate(zip(positions, names, strict=True)):
+        render_particle(clean, templates[name], position, rotations[index], voxel_size)
+    for membrane in membrane_list:
+        clean += membrane.render(shape, voxel_size)
+
+    if tilt_range is not None or defocus_um is not None:
+        spectrum = np.fft.rfftn(clean)
+        if tilt_range is not None:
+            spectrum *= missing_wedge_mask(shape, voxel_size, tilt_range)
+        if defocus_um is not None:
+            spectrum *= ctf_band_pass(shape, voxel_size, defocus_um)
+        clean = np.fft.irfftn(spectrum, s=shape, axes=(0, 1, 2))
+
+    volume = clean
+    if snr is not None:
+        if snr <= 0:
+            raise ValueError(f"snr must be positive or None, got {snr}")
+        noise_sigma = clean.std() / np.sqrt(snr) if clean.std() > 0 else 1.0
+        volume = clean + np.random.default_rng(noise_seed).normal(0.0, noise_sigma, size=shape)
+
+    particles = ParticleList(
+        positions, names, np.ones(len(positions)), np.arange(len(positions)), tomogram=f"simulated_{seed}"
+    )
+    return volume.astype(np.float32), particles
+
+
+def write_simulation(
+    directory: str | os.PathLike, volume: np.ndarray, particles: ParticleList, voxel_size: float
+) -> tuple[Path, list[Path]]:
+    """Write the tomogram as ``<run>.mrc`` and the true picks as copick files under ``Picks/``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    run = particles.tomogram or "simulated"
+    volume_path = write_volume(directory / f"{run}.mrc", volume, voxel_size)
+    pick_paths = write_copick_run(directory / "Picks", particles, user_id="simulation", session_id="0")
+    return volume_path, pick_paths
