@@ -273,13 +273,13 @@ def region_composition(spatial_map: SpatialMap, params: RegionCompositionParams)
     elif params.shape == "box":
         low = np.asarray(params.box_min, dtype=float)
         high = np.asarray(params.box_max, dtype=float)
-        order, sorted_x = spatial_map.x_sorted()
+        sorted_x, sorted_positions, sorted_classes = spatial_map.x_sorted()
+        # The particles with x inside the box are one contiguous slice of the x-sorted arrays.
         start = np.searchsorted(sorted_x, low[0], side="left")
         stop = np.searchsorted(sorted_x, high[0], side="right")
-        slab_rows = order[start:stop]
-        slab = spatial_map.positions[slab_rows]
+        slab = sorted_positions[start:stop]
         inside = (slab[:, 1] >= low[1]) & (slab[:, 1] <= high[1]) & (slab[:, 2] >= low[2]) & (slab[:, 2] <= high[2])
-        counts = np.bincount(spatial_map.class_indices[slab_rows[inside]], minlength=len(spatial_map.class_names))
+        counts = np.bincount(sorted_classes[start:stop][inside], minlength=len(spatial_map.class_names))
         clipped = np.clip(high, bounds[0], bounds[1]) - np.clip(low, bounds[0], bounds[1])
         volume = float(np.prod(clipped))
     else:

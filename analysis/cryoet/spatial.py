@@ -42,8 +42,7 @@ class SpatialMap:
         self._class_trees: dict[int, cKDTree] = {}
         self._class_members: dict[int, np.ndarray] = {}
         self._row_by_id: dict[int, int] | None = None
-        self._x_order: np.ndarray | None = None
-        self._sorted_x: np.ndarray | None = None
+        self._x_sorted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def _validate(self) -> None:
         count = len(self.ids)
@@ -58,7 +57,9 @@ class SpatialMap:
             raise ValueError(f"SpatialMap embeddings must have shape ({count}, d), got {self.embeddings.shape}.")
         if count and (self.class_indices.min() < 0 or self.class_indices.max() >= len(self.class_names)):
             raise ValueError(f"SpatialMap class index out of range 0..{len(self.class_names) - 1}.")
-        if len(np.unique(self.ids)) != count:
+        # Sorted ids, the common case, are checked in linear time before falling back to a sort.
+        ids_increasing = bool(np.all(self.ids[1:] > self.ids[:-1]))
+        if not ids_increasing and len(np.unique(self.ids)) != count:
             raise ValueError("SpatialMap particle ids must be unique.")
         if np.any(self.bounds[1] <= self.bounds[0]):
             raise ValueError(
@@ -126,12 +127,13 @@ class SpatialMap:
             self._class_trees[class_index] = cKDTree(self.positions[self.class_members(class_index)])
         return self._class_trees[class_index]
 
-    def x_sorted(self) -> tuple[np.ndarray, np.ndarray]:
-        """Return the row order that sorts particles by x, and the sorted x values, for slab queries."""
-        if self._x_order is None:
-            self._x_order = np.argsort(self.positions[:, 0], kind="stable")
-            self._sorted_x = self.positions[self._x_order, 0]
-        return self._x_order, self._sorted_x
+    def x_sorted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return the x values, positions and class indices sorted by x, for box queries over a slab of x."""
+        if self._x_sorted is None:
+            order = np.argsort(self.positions[:, 0], kind="stable")
+            positions = np.ascontiguousarray(self.positions[order])
+            self._x_sorted = (np.ascontiguousarray(positions[:, 0]), positions, self.class_indices[order])
+        return self._x_sorted
 
     def class_counts(self) -> np.ndarray:
         """Return the number of particles of each class, indexed like ``class_names``."""
