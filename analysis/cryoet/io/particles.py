@@ -247,7 +247,7 @@ def read_copick(path: str | os.PathLike) -> ParticleList:
     if unit != "angstrom":
         raise ParticleFormatError(f"{path}: copick unit is {unit!r}; only 'angstrom' is supported")
     name = document.get("pickable_object_name") or ""
-    scores = [point.get("score", np.nan) if point.get("score") is not None else np.nan for point in points]
+    scores = [np.nan if point.get("score") is None else point["score"] for point in points]
     result = ParticleList.from_positions(np.array(positions, dtype=np.float64), name, scores, document.get("run_name"))
     return result
 

@@ -208,3 +208,34 @@ def test_write_rejects_bad_input(tmp_path):
         write_volume(tmp_path / "flat.mrc", np.zeros((3, 3)), 10.0)
     with pytest.raises(ValueError, match="positive"):
         write_volume(tmp_path / "zero.mrc", np.zeros((3, 3, 3)), 0.0)
+
+
+def test_slab_conversion_many_slabs(tmp_path, monkeypatch):
+    from analysis.cryoet.io import mrc
+
+    stored = np.random.default_rng(1).normal(size=(6, 5, 4)).astype(np.float32)
+    path = tmp_path / "slabs.mrc"
+    with mrcfile.new(path) as handle:
+        handle.set_data(stored)
+        handle.voxel_size = 7.0
+        handle.header.mapc, handle.header.mapr, handle.header.maps = 2, 3, 1
+    # One 5x4 float32 plane is 80 bytes, so every section becomes its own slab.
+    monkeypatch.setattr(mrc, "SLAB_BYTES", 80)
+    volume = read_volume(path, mmap_threshold=0)
+    # Sections along x, rows along z, columns along y.
+    np.testing.assert_array_equal(volume.data, np.transpose(stored, (1, 2, 0)))
+    assert volume.shape == (5, 4, 6)
+
+
+def test_big_endian_without_machine_stamp(tmp_path):
+    data = ramp()
+    path = tmp_path / "no_stamp.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(data.astype(">f4"))
+        mrc.voxel_size = 4.0
+    with open(path, "r+b") as handle:
+        handle.seek(212)
+        handle.write(b"\0\0\0\0")
+    volume = read_volume(path)
+    assert volume.header["byte_order"] == "big"
+    np.testing.assert_array_equal(volume.data, data)

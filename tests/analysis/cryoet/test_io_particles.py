@@ -281,3 +281,35 @@ def test_conventions_points_outside(picks):
     assert warnings == [warnings[0]]
     assert "1 of 13 points lie outside" in warnings[0]
     assert "id 12 at (7000, 10, 10)" in warnings[0]
+
+
+def test_relion_several_tomograms_warns(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "rlnCoordinateX": [1.0, 2.0],
+            "rlnCoordinateY": [1.0, 2.0],
+            "rlnCoordinateZ": [1.0, 2.0],
+            "rlnTomoName": ["TS_01", "TS_02"],
+        }
+    )
+    path = tmp_path / "two.star"
+    starfile.write({"particles": frame}, path)
+    read = read_relion_star(path, pixel_size=2.0)
+    assert read.tomogram is None
+    assert len(read.warnings) == 1
+    assert "2 tomograms" in read.warnings[0]
+
+
+def test_relion_class_numbers_map_to_names(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "rlnCoordinateX": [1.0, 2.0],
+            "rlnCoordinateY": [1.0, 2.0],
+            "rlnCoordinateZ": [1.0, 2.0],
+            "rlnClassNumber": [4, 9],
+        }
+    )
+    path = tmp_path / "classes.star"
+    starfile.write({"particles": frame}, path)
+    read = read_relion_star(path, pixel_size=2.0)
+    assert list(read.class_names) == ["ribosome", "class 9"]

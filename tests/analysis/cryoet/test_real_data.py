@@ -110,3 +110,20 @@ def test_data_dir_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv(data.DATA_DIR_VARIABLE, str(tmp_path))
     assert data.data_dir() == tmp_path
     assert data.data_dir(tmp_path / "other") == tmp_path / "other"
+
+
+def test_command_line_list(capsys):
+    assert data.main(["list"]) == 0
+    output = capsys.readouterr().out
+    for name in data.SOURCES:
+        assert name in output
+
+
+def test_command_line_fetch_unknown(capsys):
+    assert data.main(["fetch", "EMD-0000.map"]) == 1
+    assert "unknown data file" in capsys.readouterr().err
+
+
+def test_command_line_fetch_needs_names():
+    with pytest.raises(SystemExit):
+        data.main(["fetch"])
