@@ -132,13 +132,15 @@ def read_relion_star(
     pixel_size: float | None = None,
     tomogram_shape: tuple[int, int, int] | None = None,
     class_names: tuple[str, ...] = CLASS_NAMES,
+    voxel_size: float | None = None,
 ) -> ParticleList:
     """Read a RELION particle STAR file, version 3.1 to 5.
 
     RELION 3.1 and 4 give ``rlnCoordinateX/Y/Z`` in pixels, converted with ``pixel_size`` or
     the optics block. RELION 5 gives ``rlnCenteredCoordinateX/Y/ZAngst`` in angstroms from the
-    tomogram centre, which needs ``tomogram_shape`` (z, y, x voxels) and the voxel size as
-    ``pixel_size``. ``rlnClassNumber`` n maps to ``class_names[n - 1]``.
+    tomogram centre, which needs ``tomogram_shape`` (z, y, x voxels) and the tomogram's
+    ``voxel_size`` (``pixel_size`` is used when it is not given). ``rlnClassNumber`` n maps
+    to ``class_names[n - 1]``.
     """
     path = Path(path)
     blocks = starfile.read(path, always_dict=True)
@@ -148,15 +150,16 @@ def read_relion_star(
         pixels = particles[["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]].to_numpy(np.float64)
         positions = pixels * sizes[:, None]
     else:
-        if tomogram_shape is None or pixel_size is None:
+        voxel_size = voxel_size if voxel_size is not None else pixel_size
+        if tomogram_shape is None or voxel_size is None:
             raise ParticleFormatError(
                 f"{path}: RELION 5 centred coordinates need tomogram_shape (z, y, x voxels) and "
-                "pixel_size (angstroms per voxel) to place particles from the corner"
+                "voxel_size (angstroms per voxel) to place particles from the corner"
             )
         centred = particles[
             ["rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst", "rlnCenteredCoordinateZAngst"]
         ].to_numpy(np.float64)
-        positions = centred + _relion5_centre(tomogram_shape, _positive_size(pixel_size, "pixel_size"))
+        positions = centred + _relion5_centre(tomogram_shape, _positive_size(voxel_size, "voxel_size"))
     tomograms = None
     for column in ("rlnTomoName", "rlnMicrographName"):
         if column in particles:
@@ -538,3 +541,45 @@ def check_conventions(
             f"{int(outside.sum())} of {len(positions)} points lie outside the volume ({examples}); {extent_text}"
         )
     return warnings
+
+
+# Format detection
+
+
+def read_particles(
+    path: str | os.PathLike,
+    volume_shape: tuple[int, int, int] | None = None,
+    voxel_size: float | None = None,
+    **options,
+) -> ParticleList:
+    """Read a particle file, choosing the reader from its suffix, and check it against a volume.
+
+    ``.star`` is RELION, ``.json`` or a directory is copick, ``.ndjson`` is the CryoET Data
+    Portal, ``.csv`` is CSV, and ``.txt`` or ``.pts`` is IMOD ``model2point`` text.
+    ``voxel_size`` (Å) converts voxel coordinates, and with ``volume_shape`` (z, y, x) the
+    result's ``warnings`` get the findings of ``check_conventions``. Other keyword arguments
+    go to the reader (``pixel_size``, ``unit``, ``class_name``, ``object_names``).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        particles = read_copick_run(path)
+    elif suffix == ".star":
+        particles = read_relion_star(
+            path, options.get("pixel_size"), tomogram_shape=volume_shape, voxel_size=voxel_size
+        )
+    elif suffix == ".json":
+        particles = read_copick(path)
+    elif suffix == ".ndjson":
+        particles = read_portal_ndjson(path, voxel_size, options.get("class_name", ""))
+    elif suffix == ".csv":
+        particles = read_csv(path, options.get("unit"), voxel_size)
+    elif suffix in (".txt", ".pts"):
+        particles = read_imod_points(path, voxel_size, options.get("object_names"))
+    else:
+        raise ParticleFormatError(
+            f"{path}: unknown particle file type {suffix!r}; expected .star, .json, .ndjson, .csv, .txt or .pts"
+        )
+    if volume_shape is not None and voxel_size is not None:
+        particles.warnings.extend(check_conventions(particles, volume_shape, voxel_size))
+    return particles

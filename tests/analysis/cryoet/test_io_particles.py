@@ -15,6 +15,7 @@ from analysis.cryoet.io.particles import (
     read_copick_run,
     read_csv,
     read_imod_points,
+    read_particles,
     read_portal_ndjson,
     read_relion_star,
     write_copick,
@@ -313,3 +314,34 @@ def test_relion_class_numbers_map_to_names(tmp_path):
     starfile.write({"particles": frame}, path)
     read = read_relion_star(path, pixel_size=2.0)
     assert list(read.class_names) == ["ribosome", "class 9"]
+
+
+def test_read_particles_by_suffix(tmp_path, picks):
+    ribosomes = picks.select(picks.class_names == "ribosome")
+    written = {
+        "picks.star": write_relion_star(tmp_path / "picks.star", picks, pixel_size=VOXEL),
+        "r5.star": write_relion_star(tmp_path / "r5.star", picks, pixel_size=VOXEL, version=5, tomogram_shape=SHAPE),
+        "ribosome.json": write_copick(tmp_path / "ribosome.json", ribosomes),
+        "points.ndjson": write_portal_ndjson(tmp_path / "points.ndjson", picks, voxel_size=VOXEL),
+        "picks.csv": write_csv(tmp_path / "picks.csv", picks, unit="nm"),
+        "picks.txt": write_imod_points(tmp_path / "picks.txt", picks, voxel_size=VOXEL),
+    }
+    for name, path in written.items():
+        read = read_particles(path, volume_shape=SHAPE, voxel_size=VOXEL)
+        expected = ribosomes if name == "ribosome.json" else picks
+        np.testing.assert_allclose(read.positions, expected.positions, atol=1e-3, err_msg=name)
+        assert read.warnings == [], name
+
+
+def test_read_particles_adds_convention_warnings(tmp_path, picks):
+    path = write_csv(tmp_path / "pixels.csv", ParticleList.from_positions(picks.positions / VOXEL), unit="angstrom")
+    read = read_particles(path, volume_shape=SHAPE, voxel_size=VOXEL)
+    assert len(read.warnings) == 1
+    assert "pixels read as angstroms" in read.warnings[0]
+
+
+def test_read_particles_unknown_suffix(tmp_path):
+    path = tmp_path / "picks.xlsx"
+    path.write_bytes(b"")
+    with pytest.raises(ParticleFormatError, match="unknown particle file type '.xlsx'"):
+        read_particles(path)
