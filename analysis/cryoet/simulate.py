@@ -358,7 +358,12 @@ def simulate_tomogram(
         volume = clean + np.random.default_rng(noise_seed).normal(0.0, noise_sigma, size=shape)
 
     particles = ParticleList(
-        positions, names, np.ones(len(positions)), np.arange(len(positions)), tomogram=f"simulated_{seed}"
+        positions,
+        names,
+        np.ones(len(positions)),
+        np.arange(len(positions)),
+        tomogram=f"simulated_{seed}",
+        rotations=rotations.as_matrix() if len(positions) else np.zeros((0, 3, 3)),
     )
     return volume.astype(np.float32), particles
 

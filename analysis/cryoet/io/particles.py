@@ -29,7 +29,11 @@ class ParticleFormatError(ValueError):
 
 @dataclass
 class ParticleList:
-    """Particle positions (n, 3) as x, y, z in angstroms, with a class name, score and id each."""
+    """Particle positions (n, 3) as x, y, z in angstroms, with a class name, score and id each.
+
+    ``rotations`` (n, 3, 3), when known, are the matrices that turn a particle's reference
+    frame into the tomogram's x, y, z frame, as copick's ``transformation_`` stores them.
+    """
 
     positions: np.ndarray
     class_names: np.ndarray
@@ -38,6 +42,7 @@ class ParticleList:
     ids: np.ndarray
     tomogram: str | None = None
     warnings: list[str] = field(default_factory=list)
+    rotations: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.positions = np.asarray(self.positions, dtype=np.float64).reshape(-1, 3)
@@ -48,6 +53,10 @@ class ParticleList:
         for name, values in (("class_names", self.class_names), ("scores", self.scores), ("ids", self.ids)):
             if len(values) != count:
                 raise ValueError(f"ParticleList has {count} positions but {len(values)} {name}")
+        if self.rotations is not None:
+            self.rotations = np.asarray(self.rotations, dtype=np.float64)
+            if self.rotations.shape != (count, 3, 3):
+                raise ValueError(f"ParticleList has {count} positions but rotations of shape {self.rotations.shape}")
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -63,20 +72,29 @@ class ParticleList:
         return cls(positions, names, scores, np.arange(count), tomogram)
 
     def select(self, mask) -> ParticleList:
+        rotations = None if self.rotations is None else self.rotations[mask]
         return ParticleList(
-            self.positions[mask], self.class_names[mask], self.scores[mask], self.ids[mask], self.tomogram
+            self.positions[mask],
+            self.class_names[mask],
+            self.scores[mask],
+            self.ids[mask],
+            self.tomogram,
+            rotations=rotations,
         )
 
     @staticmethod
     def concatenate(lists: list[ParticleList]) -> ParticleList:
         if not lists:
             return ParticleList(np.zeros((0, 3)), [], [], [])
+        # Rotations survive only when every list has them.
+        known = all(item.rotations is not None for item in lists)
         return ParticleList(
             np.concatenate([item.positions for item in lists]),
             np.concatenate([item.class_names for item in lists]),
             np.concatenate([item.scores for item in lists]),
             np.concatenate([item.ids for item in lists]),
             lists[0].tomogram,
+            rotations=np.concatenate([item.rotations for item in lists]) if known else None,
         )
 
 
@@ -252,6 +270,8 @@ def read_copick(path: str | os.PathLike) -> ParticleList:
     name = document.get("pickable_object_name") or ""
     scores = [np.nan if point.get("score") is None else point["score"] for point in points]
     result = ParticleList.from_positions(np.array(positions, dtype=np.float64), name, scores, document.get("run_name"))
+    if points and all(point.get("transformation_") is not None for point in points):
+        result.rotations = np.array([point["transformation_"] for point in points], dtype=np.float64)[:, :3, :3]
     return result
 
 
@@ -264,10 +284,13 @@ def write_copick(
     if len(names) > 1:
         raise ValueError(f"a copick pick file contains one object, but the particles have classes {sorted(names)}")
     points = []
-    for position, score in zip(particles.positions, particles.scores, strict=True):
+    for index, (position, score) in enumerate(zip(particles.positions, particles.scores, strict=True)):
+        transformation = np.eye(4)
+        if particles.rotations is not None:
+            transformation[:3, :3] = particles.rotations[index]
         point = {
             "location": {"x": float(position[0]), "y": float(position[1]), "z": float(position[2])},
-            "transformation_": np.eye(4).tolist(),
+            "transformation_": transformation.tolist(),
             "instance_id": 0,
         }
         if np.isfinite(score):
@@ -380,7 +403,7 @@ def read_portal_ndjson(path: str | os.PathLike, voxel_size: float, class_name: s
     """Read CryoET Data Portal point annotations (one JSON object a line, locations in voxels)."""
     path = Path(path)
     scale = _positive_size(voxel_size, f"{path}: voxel_size")
-    positions = []
+    positions, rotations = [], []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
             continue
@@ -389,24 +412,29 @@ def read_portal_ndjson(path: str | os.PathLike, voxel_size: float, class_name: s
             if record.get("type") not in ("point", "orientedPoint"):
                 raise KeyError(f"type {record.get('type')!r}")
             positions.append([float(record["location"][axis]) for axis in "xyz"])
+            rotations.append(record.get("xyz_rotation_matrix"))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise ParticleFormatError(
                 f"{path}:{number}: not a portal point ({error}); expected "
                 '{"type": "orientedPoint", "location": {"x", "y", "z"}}'
             ) from error
-    return ParticleList.from_positions(np.array(positions, dtype=np.float64) * scale, class_name)
+    result = ParticleList.from_positions(np.array(positions, dtype=np.float64) * scale, class_name)
+    if rotations and all(rotation is not None for rotation in rotations):
+        result.rotations = np.array(rotations, dtype=np.float64)
+    return result
 
 
 def write_portal_ndjson(path: str | os.PathLike, particles: ParticleList, voxel_size: float) -> Path:
-    """Write oriented points in voxels with identity rotations."""
+    """Write oriented points in voxels, with identity rotations where the list has none."""
     path = Path(path)
     scale = _positive_size(voxel_size, "voxel_size")
     with path.open("w") as handle:
-        for position in particles.positions / scale:
+        for index, position in enumerate(particles.positions / scale):
+            rotation = np.eye(3) if particles.rotations is None else particles.rotations[index]
             record = {
                 "type": "orientedPoint",
                 "location": {"x": float(position[0]), "y": float(position[1]), "z": float(position[2])},
-                "xyz_rotation_matrix": np.eye(3).tolist(),
+                "xyz_rotation_matrix": rotation.tolist(),
             }
             handle.write(json.dumps(record) + "\n")
     return path

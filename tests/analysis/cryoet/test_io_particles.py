@@ -345,3 +345,46 @@ def test_read_particles_unknown_suffix(tmp_path):
     path.write_bytes(b"")
     with pytest.raises(ParticleFormatError, match="unknown particle file type '.xlsx'"):
         read_particles(path)
+
+
+def with_rotations(particles):
+    from scipy.spatial.transform import Rotation
+
+    matrices = Rotation.random(len(particles), random_state=4).as_matrix()
+    return ParticleList(
+        particles.positions,
+        particles.class_names,
+        particles.scores,
+        particles.ids,
+        particles.tomogram,
+        rotations=matrices,
+    )
+
+
+def test_copick_rotations_round_trip(tmp_path, picks):
+    rotated = with_rotations(picks)
+    write_copick_run(tmp_path / "Picks", rotated)
+    read = read_copick_run(tmp_path / "Picks")
+    order_read = np.lexsort(read.positions.T)
+    order_written = np.lexsort(rotated.positions.T)
+    np.testing.assert_allclose(read.rotations[order_read], rotated.rotations[order_written], atol=1e-12)
+
+
+def test_portal_rotations_round_trip(tmp_path, picks):
+    rotated = with_rotations(picks)
+    path = write_portal_ndjson(tmp_path / "points.ndjson", rotated, voxel_size=VOXEL)
+    read = read_portal_ndjson(path, voxel_size=VOXEL)
+    np.testing.assert_allclose(read.rotations, rotated.rotations, atol=1e-12)
+
+
+def test_rotations_follow_select_and_concatenate(picks):
+    rotated = with_rotations(picks)
+    first = rotated.select(np.arange(12) < 5)
+    second = rotated.select(np.arange(12) >= 5)
+    np.testing.assert_array_equal(ParticleList.concatenate([first, second]).rotations, rotated.rotations)
+    assert ParticleList.concatenate([first, picks]).rotations is None
+
+
+def test_rotations_shape_checked():
+    with pytest.raises(ValueError, match="rotations of shape"):
+        ParticleList(np.zeros((2, 3)), ["a", "b"], [0.0, 0.0], [0, 1], rotations=np.zeros((3, 3, 3)))

@@ -204,3 +204,25 @@ def test_ribosome_from_atomic_model(tmp_path):
     )
     index = tuple(np.round(particles.positions[0][::-1] / VOXEL).astype(int))
     assert volume[index] > volume.mean()
+
+
+def test_rotations_match_rendered_density():
+    # Thyroglobulin is elongated along its template's x axis, so the long axis of the rendered
+    # density must be the stored rotation applied to x.
+    volume, particles = simulate(counts={"thyroglobulin": 1}, snr=None, tilt_range=None, defocus_um=None)
+    grid = np.stack(np.meshgrid(*(np.arange(n) for n in SHAPE), indexing="ij"), axis=-1).reshape(-1, 3)
+    weights = volume.reshape(-1).astype(np.float64)
+    xyz = grid[:, ::-1] * VOXEL - particles.positions[0]
+    inertia = (xyz * weights[:, None]).T @ xyz / weights.sum()
+    long_axis = np.linalg.eigh(inertia)[1][:, -1]
+    expected = particles.rotations[0] @ np.array([1.0, 0.0, 0.0])
+    assert abs(float(long_axis @ expected)) > 0.95
+
+
+def test_written_picks_keep_rotations(tmp_path):
+    volume, particles = simulate(counts={"apo-ferritin": 2, "beta-amylase": 1})
+    write_simulation(tmp_path, volume, particles, VOXEL)
+    picks = read_copick_run(tmp_path / "Picks")
+    order = np.lexsort(picks.positions.T)
+    expected = np.lexsort(particles.positions.T)
+    np.testing.assert_allclose(picks.rotations[order], particles.rotations[expected], atol=1e-12)
