@@ -11,8 +11,10 @@ wedge, a phase-flipped CTF band-pass and Gaussian noise at a chosen SNR.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -378,3 +380,54 @@ def write_simulation(
     volume_path = write_volume(directory / f"{run}.mrc", volume, voxel_size)
     pick_paths = write_copick_run(directory / "Picks", particles, user_id="simulation", session_id="0")
     return volume_path, pick_paths
+
+
+def _parse_counts(items: list[str]) -> dict[str, int]:
+    counts = {}
+    for item in items:
+        name, separator, number = item.partition("=")
+        if not separator or not number.isdigit():
+            raise argparse.ArgumentTypeError(f"count {item!r} is invalid; write CLASS=NUMBER, e.g. ribosome=10")
+        counts[name] = int(number)
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis.cryoet.simulate",
+        description="Simulate a tomogram and write <run>.mrc and copick picks under Picks/.",
+    )
+    parser.add_argument("output", type=Path, help="output directory")
+    parser.add_argument("--shape", type=int, nargs=3, default=DEFAULT_SHAPE, metavar=("Z", "Y", "X"), help="voxels")
+    parser.add_argument("--voxel-size", type=float, default=DEFAULT_VOXEL_SIZE, help="angstroms per voxel")
+    parser.add_argument("--counts", nargs="*", default=None, metavar="CLASS=N", help="particles per class")
+    parser.add_argument("--snr", type=float, default=0.1, help="signal variance over noise variance")
+    parser.add_argument("--tilt-range", type=float, default=60.0, help="maximum tilt about y, in degrees")
+    parser.add_argument("--defocus", type=float, default=3.0, help="CTF defocus in micrometres")
+    parser.add_argument("--membranes", type=int, default=0, help="number of curved membranes")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    try:
+        counts = None if args.counts is None else _parse_counts(args.counts)
+        volume, particles = simulate_tomogram(
+            tuple(args.shape),
+            args.voxel_size,
+            counts,
+            args.snr,
+            args.tilt_range,
+            args.seed,
+            args.defocus,
+            args.membranes,
+        )
+    except (KeyError, ValueError, argparse.ArgumentTypeError) as error:
+        print(f"simulation failed: {error}", file=sys.stderr)
+        return 2
+    volume_path, pick_paths = write_simulation(args.output, volume, particles, args.voxel_size)
+    print(f"{volume_path}: {len(particles)} particles, picks in {pick_paths[0].parent if pick_paths else '-'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

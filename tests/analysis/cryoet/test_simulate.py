@@ -226,3 +226,25 @@ def test_written_picks_keep_rotations(tmp_path):
     order = np.lexsort(picks.positions.T)
     expected = np.lexsort(particles.positions.T)
     np.testing.assert_allclose(picks.rotations[order], particles.rotations[expected], atol=1e-12)
+
+
+def test_command_line_writes_run(tmp_path, capsys):
+    from analysis.cryoet.simulate import main
+
+    status = main(
+        [str(tmp_path), "--shape", "32", "64", "64", "--counts", "apo-ferritin=3", "--seed", "5", "--snr", "1"]
+    )
+    assert status == 0
+    assert "3 particles" in capsys.readouterr().out
+    volume = read_volume(tmp_path / "simulated_5.mrc")
+    assert volume.shape == (32, 64, 64)
+    assert len(read_copick_run(tmp_path / "Picks")) == 3
+
+
+def test_command_line_bad_counts(tmp_path, capsys):
+    from analysis.cryoet.simulate import main
+
+    assert main([str(tmp_path), "--counts", "ribosome"]) == 2
+    assert "CLASS=NUMBER" in capsys.readouterr().err
+    assert main([str(tmp_path), "--counts", "proteasome=2"]) == 2
+    assert "unknown particle classes" in capsys.readouterr().err
