@@ -1,10 +1,13 @@
 """Benchmark the cryo-ET query tools on random particle maps against a brute-force NumPy scan.
 
-Builds a map of uniformly random particles (six classes, equal odds) in the bounds of a
-630 x 630 x 184 voxel tomogram at 10 Å per voxel, for each size in ``--sizes``. It times the
+Builds a map of uniformly random particles (six classes, equal odds) for each size in
+``--sizes``, at the density of 10,000 particles in one 630 x 630 x 184 voxel tomogram at 10 Å
+per voxel. Larger maps tile that tomogram in x and y (1M particles span 10 x 10 tomograms), because
+1M particles in one tomogram would sit 42 Å apart, closer than the particles' own radii. It times the
 k-d tree builds and an .npz save and load, then runs each query tool ``--runs`` times on random
-inputs and prints the median and 95th percentile latency next to a brute-force NumPy scan over
-every particle that computes the same particles, counts, distances or number of clusters. The nearest-neighbor tool is timed
+inputs. For each tool it prints the median and 95th percentile latency next to a brute-force
+NumPy scan over every particle that computes the same particles, counts, distances or number of
+clusters. The nearest-neighbor tool is timed
 with and without its Monte Carlo test, because the simulations dominate its cost.
 Run it as ``.venv/bin/python bench/cryoet_query.py``.
 """
@@ -36,19 +39,27 @@ from analysis.cryoet.query import (  # noqa: E402
 )
 from analysis.cryoet.spatial import SpatialMap  # noqa: E402
 
-BOUNDS = np.array([[0.0, 0.0, 0.0], [6300.0, 6300.0, 1840.0]])
+TOMOGRAM_SIZE = np.array([6300.0, 6300.0, 1840.0])
+PARTICLES_PER_TOMOGRAM = 10_000
 # Brute-force scans that grow as n squared are only run up to this many particles per class.
 MAX_QUADRATIC_CLASS_SIZE = 20_000
 
 
+def map_bounds(count: int) -> np.ndarray:
+    """Return bounds that tile the tomogram in x and y to keep the benchmark's particle density."""
+    scale = np.sqrt(max(1.0, count / PARTICLES_PER_TOMOGRAM))
+    return np.array([[0.0, 0.0, 0.0], TOMOGRAM_SIZE * [scale, scale, 1.0]])
+
+
 def build_map(count: int, seed: int) -> SpatialMap:
     rng = np.random.default_rng(seed)
+    bounds = map_bounds(count)
     return SpatialMap(
         ids=np.arange(count),
         class_indices=rng.integers(0, len(CLASS_NAMES), count),
-        positions=rng.uniform(BOUNDS[0], BOUNDS[1], size=(count, 3)),
+        positions=rng.uniform(bounds[0], bounds[1], size=(count, 3)),
         scores=rng.uniform(size=count).astype(np.float32),
-        bounds=BOUNDS,
+        bounds=bounds,
     )
 
 
@@ -111,21 +122,21 @@ def brute_clusters(spatial_map: SpatialMap, params: ClustersParams) -> int:
 # ---------------------------------------------------------------- random inputs
 
 
-def random_neighbors(rng) -> NeighborsParams:
+def random_neighbors(rng, bounds) -> NeighborsParams:
     return NeighborsParams(
-        radius_angstrom=float(rng.uniform(200, 1000)), point=rng.uniform(BOUNDS[0], BOUNDS[1]).tolist()
+        radius_angstrom=float(rng.uniform(200, 1000)), point=rng.uniform(bounds[0], bounds[1]).tolist()
     )
 
 
-def random_box(rng) -> RegionCompositionParams:
+def random_box(rng, bounds) -> RegionCompositionParams:
     sides = rng.uniform([500, 500, 200], [3000, 3000, 1000])
-    low = rng.uniform(BOUNDS[0], BOUNDS[1] - sides)
+    low = rng.uniform(bounds[0], bounds[1] - sides)
     return RegionCompositionParams(shape="box", box_min=low.tolist(), box_max=(low + sides).tolist())
 
 
-def random_sphere(rng) -> RegionCompositionParams:
+def random_sphere(rng, bounds) -> RegionCompositionParams:
     return RegionCompositionParams(
-        shape="sphere", center=rng.uniform(BOUNDS[0], BOUNDS[1]).tolist(), radius_angstrom=float(rng.uniform(200, 1500))
+        shape="sphere", center=rng.uniform(bounds[0], bounds[1]).tolist(), radius_angstrom=float(rng.uniform(200, 1500))
     )
 
 
@@ -144,8 +155,9 @@ def random_clusters(rng) -> ClustersParams:
 
 
 def bench_size(count: int, runs: int, slow_runs: int, seed: int) -> None:
-    print(f"\n=== {count:,} particles, bounds {BOUNDS[1].tolist()} Å ===")
     spatial_map = build_map(count, seed)
+    bounds = spatial_map.bounds
+    print(f"\n=== {count:,} particles, bounds {bounds[1].tolist()} Å ===")
     build_ms = timed(lambda: (spatial_map.tree, [spatial_map.class_tree(i) for i in range(len(CLASS_NAMES))]))
     x_sort_ms = timed(spatial_map.x_sorted)
     with tempfile.TemporaryDirectory() as directory:
@@ -162,9 +174,9 @@ def bench_size(count: int, runs: int, slow_runs: int, seed: int) -> None:
 
     rng = np.random.default_rng(seed + 1)
     cases = [
-        ("neighbors", runs, lambda: random_neighbors(rng), neighbors, brute_neighbors),
-        ("region_composition box", runs, lambda: random_box(rng), region_composition, brute_region),
-        ("region_composition sphere", runs, lambda: random_sphere(rng), region_composition, brute_region),
+        ("neighbors", runs, lambda: random_neighbors(rng, bounds), neighbors, brute_neighbors),
+        ("region_composition box", runs, lambda: random_box(rng, bounds), region_composition, brute_region),
+        ("region_composition sphere", runs, lambda: random_sphere(rng, bounds), region_composition, brute_region),
         (
             "nearest_neighbor, no CSR",
             slow_runs,

@@ -122,7 +122,7 @@ class SpatialMap:
         return self._class_members[class_index]
 
     def class_tree(self, class_index: int) -> cKDTree:
-        """Return the k-d tree over one class; its point i is row ``class_members(class_index)[i]``."""
+        """Return the k-d tree over one class. Its point i is row ``class_members(class_index)[i]``."""
         if class_index not in self._class_trees:
             self._class_trees[class_index] = cKDTree(self.positions[self.class_members(class_index)])
         return self._class_trees[class_index]
