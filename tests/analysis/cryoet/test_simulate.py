@@ -248,3 +248,19 @@ def test_command_line_bad_counts(tmp_path, capsys):
     assert "CLASS=NUMBER" in capsys.readouterr().err
     assert main([str(tmp_path), "--counts", "proteasome=2"]) == 2
     assert "unknown particle classes" in capsys.readouterr().err
+
+
+def test_ctf_band_pass_shape():
+    from analysis.cryoet.simulate import ctf_band_pass
+
+    band_pass = ctf_band_pass(SHAPE, VOXEL, defocus_um=3.0)
+    assert band_pass.shape == (64, 128, 65)
+    # Phase contrast vanishes at zero frequency, leaving the 7% amplitude contrast.
+    assert band_pass[0, 0, 0] == pytest.approx(0.07)
+    along_x = band_pass[0, 0, :]
+    peak = int(np.argmax(along_x))
+    assert along_x[peak] > 0.5
+    # Past the first maximum the CTF returns to zero before Nyquist at 3 µm defocus.
+    assert along_x[peak:].min() < 0.05
+    sliced = ctf_band_pass(SHAPE, VOXEL, defocus_um=3.0, z_slice=slice(16, 32))
+    np.testing.assert_array_equal(sliced, band_pass[16:32])
