@@ -174,10 +174,13 @@ def _rule_spatial_pattern(text: str):
 
 
 def _rule_nearest_distance(text: str):
-    if not _search(r"\b(nearest|closest)\b|\bnearest[- ]neighbou?r\b|\bhow far\b|\bdistances?\b", text):
-        return None
     classes = find_classes(text)
     if not classes:
+        return None
+    asks_distance = _search(r"\b(nearest|closest)\b|\bhow far\b|\bdistances?\b", text)
+    # "Are ribosomes near VLPs?" compares two classes, so it is a nearest-neighbor question too.
+    asks_class_pair = len(set(classes)) > 1 and _search(r"\b(near|close to|next to|around)\b", text)
+    if not (asks_distance or asks_class_pair):
         return None
     params = {"class_a": classes[0]}
     if len(classes) > 1:

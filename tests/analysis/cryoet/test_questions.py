@@ -35,6 +35,11 @@ CASES = [
         {"class_a": "ribosome", "class_b": "apo-ferritin"},
     ),
     (
+        "are ribosomes near VLPs?",
+        "nearest_neighbor_distances",
+        {"class_a": "ribosome", "class_b": "virus-like-particle"},
+    ),
+    (
         "what is in the box 0 0 0 to 1000 1000 500?",
         "region_composition",
         {"shape": "box", "box_min": [0.0, 0.0, 0.0], "box_max": [1000.0, 1000.0, 500.0]},
