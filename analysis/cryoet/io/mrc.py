@@ -133,12 +133,12 @@ def _voxel_size(header, warnings: list[str]) -> tuple[float, float, float] | Non
 
 
 def _check_int8_signedness(byte_order: str, raw: bytes, warnings: list[str]) -> None:
-    """Warn when IMOD's header flags say that mode 0 bytes are unsigned.
+    """Warn when IMOD's header flags mark mode 0 bytes as unsigned.
 
     mrcfile 1.5 always reads mode 0 as int8, as MRC2014 specifies. IMOD marks signed bytes
-    with its stamp and flag bit 0, and older IMOD files with the stamp but not the flag hold
+    with its stamp and flag bit 0, and older IMOD files with the stamp but not the flag contain
     unsigned bytes. This reader follows mrcfile (signed) in every case and records a warning
-    when IMOD's flags say the bytes are unsigned.
+    when IMOD's flags mark the bytes as unsigned.
     """
     stamp = int(np.frombuffer(raw, byte_order + "i4", 1, IMOD_STAMP_OFFSET)[0])
     flags = int(np.frombuffer(raw, byte_order + "i4", 1, IMOD_FLAGS_OFFSET)[0])

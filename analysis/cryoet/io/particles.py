@@ -226,6 +226,7 @@ def write_relion_star(
     pixel_size = _positive_size(pixel_size, "pixel_size")
     frame = pd.DataFrame()
     frame["rlnTomoName"] = [particles.tomogram or "tomogram"] * len(particles)
+
     if version == 5:
         if tomogram_shape is None:
             raise ValueError("RELION 5 centred coordinates need tomogram_shape (z, y, x voxels)")
@@ -237,9 +238,11 @@ def write_relion_star(
             frame[f"rlnCoordinate{column}"] = particles.positions[:, axis] / pixel_size
     else:
         raise ValueError(f"RELION version {version} is not supported; use 4 or 5")
+
     name_to_number = {name: number for number, name in enumerate(class_names, start=1)}
     frame["rlnClassNumber"] = [name_to_number.get(name, 0) for name in particles.class_names]
     frame["rlnAutopickFigureOfMerit"] = particles.scores
+
     blocks = {"particles": frame}
     if optics:
         frame["rlnOpticsGroup"] = 1
