@@ -4,7 +4,10 @@ Each particle class is a parametric density built from Gaussian blobs and shells
 class radius in ``analysis.cryoet.classes``. A sample is the density at a uniformly random
 orientation on SO(3), with a small random centre offset and size change. It is filtered by a ±60°
 missing wedge about the y axis and a B-factor envelope, and white noise filtered the same way is
-added at a given SNR. The "background" class is filtered noise alone or a particle whose centre lies near
+added. The SNR is the mean over the six classes of a centred particle's variance in the box divided
+by the noise variance, so every class gets the same noise level, as in one tomogram. Noise is
+filtered on a larger grid and cropped so that, like noise in a crop from a tomogram, it does not
+wrap around the box edges. The "background" class is filtered noise alone or a particle whose centre lies near
 the box face, as a false pick is.
 
 These shapes only resemble the real proteins in size and symmetry. Crops from
@@ -23,7 +26,7 @@ from scipy.spatial.transform import Rotation
 from analysis.cryoet.classes import CLASS_BY_NAME, CLASS_NAMES
 
 # Part of the training-data hash: change it whenever the generator's output changes.
-GENERATOR_VERSION = "aptvit-synthetic-1"
+GENERATOR_VERSION = "aptvit-synthetic-2"
 BACKGROUND = "background"
 TRAINING_CLASS_NAMES = (*CLASS_NAMES, BACKGROUND)
 # Tilt range of the simulated tilt series, in degrees either side of zero.
@@ -111,6 +114,12 @@ class SubtomogramGenerator:
         self.voxel_size = voxel_size
         self.points = _voxel_points(box, voxel_size)
         self.transfer = imaging_filter(box, voxel_size)
+        self.noise_box = box + box // 2
+        self.noise_transfer = imaging_filter(self.noise_box, voxel_size)
+        variances = [
+            self._filter(particle_density(name, self.points).reshape((box,) * 3)).var() for name in CLASS_NAMES
+        ]
+        self.reference_variance = float(np.mean(variances))
 
     def _filter(self, volume: np.ndarray) -> np.ndarray:
         return np.fft.irfftn(np.fft.rfftn(volume) * self.transfer, s=volume.shape, axes=(0, 1, 2))
@@ -126,18 +135,27 @@ class SubtomogramGenerator:
         density = particle_density(name, local).reshape((self.box,) * 3)
         return self._filter(density)
 
+    def filtered_noise(self, rng: np.random.Generator) -> np.ndarray:
+        """Return white noise filtered like the particles, with unit standard deviation and no wrap-around."""
+        white = rng.standard_normal((self.noise_box,) * 3)
+        filtered = np.fft.irfftn(np.fft.rfftn(white) * self.noise_transfer, s=white.shape, axes=(0, 1, 2))
+        start = (self.noise_box - self.box) // 2
+        crop = filtered[start : start + self.box, start : start + self.box, start : start + self.box]
+        return crop / float(crop.std())
+
+    def noise_std(self, snr: float) -> float:
+        """Return the noise standard deviation that gives ``snr`` against the mean class variance."""
+        return float(np.sqrt(self.reference_variance / snr))
+
     def add_noise(self, rng: np.random.Generator, clean: np.ndarray, snr: float) -> np.ndarray:
-        """Add filtered white noise with variance var(clean) / snr, then standardise to mean 0, std 1."""
-        noise = self._filter(rng.standard_normal(clean.shape))
-        signal_std = float(clean.std()) or 1.0
-        noise *= signal_std / (np.sqrt(snr) * float(noise.std()))
-        return _standardise(clean + noise)
+        """Add filtered noise at ``snr``, then standardise to mean 0 and standard deviation 1."""
+        return _standardise(clean + self.noise_std(snr) * self.filtered_noise(rng))
 
     def background(self, rng: np.random.Generator, snr: float) -> tuple[np.ndarray, np.ndarray]:
         """Return (noisy, clean) for a false pick: noise alone, or a particle centred near a box face."""
         if rng.random() < 0.5:
             clean = np.zeros((self.box,) * 3)
-            noisy = _standardise(self._filter(rng.standard_normal(clean.shape)))
+            noisy = _standardise(self.filtered_noise(rng))
             return noisy, clean
         name = CLASS_NAMES[rng.integers(len(CLASS_NAMES))]
         radius = CLASS_BY_NAME[name].radius_angstrom

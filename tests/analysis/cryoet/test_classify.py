@@ -11,12 +11,13 @@ import torch
 from analysis.backends import ModelRegistry
 from analysis.backends.checkpoint import load_checkpoint, save_checkpoint
 from analysis.cryoet.aptvit import APTViT, APTViTConfig
-from analysis.cryoet.aptvit.data import TRAINING_CLASS_NAMES
+from analysis.cryoet.aptvit.data import TRAINING_CLASS_NAMES, SubtomogramGenerator, imaging_filter
 from analysis.cryoet.aptvit.infer import extract_subtomograms, predict_subtomograms
 from analysis.cryoet.classify import classify
 from analysis.progress import RecordingReporter
 
 SMALL = APTViTConfig(box_size=16, voxel_size=20.0, patch_size=4, dim=32, depth=2, heads=2)
+TRAINED_CHECKPOINT = Path(__file__).resolve().parents[3] / "analysis/cryoet/aptvit/checkpoints/aptvit-small.pt"
 
 
 @pytest.fixture
@@ -138,3 +139,37 @@ def test_classify_with_no_picks(random_checkpoint, tomogram):
 def test_classify_rejects_unknown_model_argument(tomogram):
     with pytest.raises(TypeError, match="checkpoint path, a ModelRegistry"):
         classify(tomogram, 10.0, np.zeros((1, 3)), 42)
+
+
+def synthetic_tomogram(seed: int, snr: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tile a 96³ tomogram at 10 Å with 27 particle boxes of 32³, one class or empty noise each.
+
+    Returns the tomogram, the picks (x, y, z in Å at each box centre) and their class indices.
+    """
+    rng = np.random.default_rng(seed)
+    generator = SubtomogramGenerator(box=32, voxel_size=10.0)
+    labels = np.arange(27) % len(TRAINING_CLASS_NAMES)
+    signal = np.zeros((96, 96, 96))
+    picks = []
+    for index, label in enumerate(labels):
+        z, y, x = np.unravel_index(index, (3, 3, 3))
+        if TRAINING_CLASS_NAMES[label] != "background":
+            density = generator.particle(rng, TRAINING_CLASS_NAMES[label])
+            signal[z * 32 : z * 32 + 32, y * 32 : y * 32 + 32, x * 32 : x * 32 + 32] = density
+        picks.append([(x * 32 + 16) * 10.0, (y * 32 + 16) * 10.0, (z * 32 + 16) * 10.0])
+    white = rng.standard_normal(signal.shape)
+    noise = np.fft.irfftn(np.fft.rfftn(white) * imaging_filter(96, 10.0), s=signal.shape, axes=(0, 1, 2))
+    noise *= generator.noise_std(snr) / noise.std()
+    return (signal + noise).astype(np.float32), np.array(picks), labels
+
+
+@pytest.mark.skipif(not TRAINED_CHECKPOINT.is_file(), reason="the trained APT-ViT checkpoint is not in this checkout")
+def test_trained_checkpoint_classifies_tomogram():
+    tomogram, picks, labels = synthetic_tomogram(seed=11, snr=0.5)
+    registry = ModelRegistry({"aptvit": f"local:{TRAINED_CHECKPOINT}"}, device="cpu")
+
+    result = classify(tomogram, 10.0, picks, registry, rotation_average=True)
+
+    accuracy = float(np.mean(result.class_indices == labels))
+    assert result.class_names == list(TRAINING_CLASS_NAMES)
+    assert accuracy > 0.8
