@@ -205,13 +205,23 @@ class SyntheticSet:
 
 
 def make_synthetic_set(
-    seed: int, per_class: int, box: int = 32, voxel_size: float = 10.0, snr: float = 0.5
+    seed: int,
+    per_class: int,
+    box: int = 32,
+    voxel_size: float = 10.0,
+    snr: float = 0.5,
+    snr_max: float | None = None,
 ) -> SyntheticSet:
-    """Generate ``per_class`` samples of each of the 7 training classes (6 particles and background)."""
+    """Generate ``per_class`` samples of each of the 7 training classes (6 particles and background).
+
+    With ``snr_max``, each sample's SNR is drawn log-uniformly between ``snr`` and ``snr_max``.
+    """
     if per_class < 1:
         raise ValueError(f"per_class must be at least 1, got {per_class}.")
     if snr <= 0:
         raise ValueError(f"snr must be positive, got {snr}.")
+    if snr_max is not None and snr_max < snr:
+        raise ValueError(f"snr_max {snr_max} is below snr {snr}; pass snr_max >= snr or None.")
     rng = np.random.default_rng(seed)
     generator = SubtomogramGenerator(box, voxel_size)
     labels = np.repeat(np.arange(len(TRAINING_CLASS_NAMES)), per_class)
@@ -219,6 +229,9 @@ def make_synthetic_set(
     noisy = np.empty((len(labels), box, box, box), dtype=np.float32)
     clean = np.empty_like(noisy)
     for index, label in enumerate(labels):
-        noisy[index], clean[index] = generator.sample(rng, int(label), snr)
+        sample_snr = snr if snr_max is None else float(np.exp(rng.uniform(np.log(snr), np.log(snr_max))))
+        noisy[index], clean[index] = generator.sample(rng, int(label), sample_snr)
     parameters = {"seed": seed, "per_class": per_class, "box": box, "voxel_size": voxel_size, "snr": snr}
+    if snr_max is not None:
+        parameters["snr_max"] = snr_max
     return SyntheticSet(noisy, clean, labels.astype(np.int64), TRAINING_CLASS_NAMES, parameters)

@@ -43,6 +43,8 @@ class TrainConfig:
     heads: int = 4
     mlp_ratio: float = 2.0
     snr: float = 0.5
+    # When set, each sample's SNR is drawn log-uniformly from snr to snr_max.
+    snr_max: float | None = None
     seed: int = 0
     train_per_class: int = 300
     validation_per_class: int = 60
@@ -221,10 +223,15 @@ def train(config: TrainConfig | dict, reporter: ProgressReporter | None = None) 
 
         reporter.report("generate", 0.0, "generating synthetic subtomograms")
         training = make_synthetic_set(
-            config.seed, config.train_per_class, config.box_size, config.voxel_size, config.snr
+            config.seed, config.train_per_class, config.box_size, config.voxel_size, config.snr, config.snr_max
         )
         validation = make_synthetic_set(
-            config.seed + 1_000_003, config.validation_per_class, config.box_size, config.voxel_size, config.snr
+            config.seed + 1_000_003,
+            config.validation_per_class,
+            config.box_size,
+            config.voxel_size,
+            config.snr,
+            config.snr_max,
         )
         reporter.report("generate", 1.0, f"{len(training.labels)} training, {len(validation.labels)} validation")
 
@@ -269,6 +276,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--finetune-steps", type=int, default=TrainConfig.finetune_steps)
     parser.add_argument("--train-per-class", type=int, default=TrainConfig.train_per_class)
     parser.add_argument("--snr", type=float, default=TrainConfig.snr, help="signal-to-noise variance ratio")
+    parser.add_argument(
+        "--snr-max", type=float, default=None, help="draw each sample's SNR log-uniformly from --snr to this value"
+    )
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
     parser.add_argument("--threads", type=int, default=TrainConfig.threads, help="torch CPU threads")
     arguments = parser.parse_args(argv)
@@ -279,6 +289,7 @@ def main(argv: list[str] | None = None) -> None:
         finetune_steps=arguments.finetune_steps,
         train_per_class=arguments.train_per_class,
         snr=arguments.snr,
+        snr_max=arguments.snr_max,
         seed=arguments.seed,
         threads=arguments.threads,
     )

@@ -200,6 +200,26 @@ def test_synthetic_classes_differ_in_size():
 def test_synthetic_set_rejects_bad_snr():
     with pytest.raises(ValueError, match="snr must be positive"):
         make_synthetic_set(seed=0, per_class=1, snr=0.0)
+    with pytest.raises(ValueError, match="snr_max 0.2 is below snr 0.5"):
+        make_synthetic_set(seed=0, per_class=1, snr=0.5, snr_max=0.2)
+
+
+def noisy_clean_correlations(data, label: int) -> np.ndarray:
+    pairs = zip(data.noisy[data.labels == label], data.clean[data.labels == label], strict=True)
+    return np.array([np.corrcoef(noisy.ravel(), clean.ravel())[0, 1] for noisy, clean in pairs])
+
+
+def test_synthetic_snr_range_varies_noise():
+    """Within one class, an SNR range spreads the noisy-to-clean correlation much more than one SNR."""
+    fixed = make_synthetic_set(seed=0, per_class=6, box=16, voxel_size=20.0, snr=1.0)
+    ranged = make_synthetic_set(seed=0, per_class=6, box=16, voxel_size=20.0, snr=0.1, snr_max=10.0)
+
+    fixed_spread = np.ptp(noisy_clean_correlations(fixed, label=0))
+    ranged_spread = np.ptp(noisy_clean_correlations(ranged, label=0))
+
+    assert ranged_spread > 3 * fixed_spread
+    assert ranged.parameters["snr_max"] == 10.0
+    assert "snr_max" not in fixed.parameters
 
 
 def test_quick_training_beats_chance(tmp_path):
