@@ -6,7 +6,8 @@ its own random cube rotation, and a queue of earlier keys supplies the negatives
 Fine-tuning trains the pretrained encoder with a new linear head under cross-entropy over the six
 particle classes plus "background".
 
-Run ``python -m analysis.cryoet.aptvit.train --output model.pt`` for the small model.
+``python -m analysis.cryoet.aptvit.train --output model.pt`` trains the small model with the
+defaults of ``TrainConfig``, which produced ``checkpoints/aptvit-small.pt`` in 222 s on 2 CPU threads.
 """
 
 from __future__ import annotations
@@ -42,15 +43,15 @@ class TrainConfig:
     depth: int = 4
     heads: int = 4
     mlp_ratio: float = 2.0
-    snr: float = 0.5
+    snr: float = 0.3
     # When set, each sample's SNR is drawn log-uniformly from snr to snr_max.
-    snr_max: float | None = None
+    snr_max: float | None = 3.0
     seed: int = 0
-    train_per_class: int = 300
+    train_per_class: int = 400
     validation_per_class: int = 60
     batch_size: int = 32
-    pretrain_steps: int = 300
-    finetune_steps: int = 800
+    pretrain_steps: int = 400
+    finetune_steps: int = 1600
     learning_rate: float = 1e-3
     weight_decay: float = 0.05
     queue_size: int = 1024
@@ -277,7 +278,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-per-class", type=int, default=TrainConfig.train_per_class)
     parser.add_argument("--snr", type=float, default=TrainConfig.snr, help="signal-to-noise variance ratio")
     parser.add_argument(
-        "--snr-max", type=float, default=None, help="draw each sample's SNR log-uniformly from --snr to this value"
+        "--snr-max",
+        type=float,
+        default=TrainConfig.snr_max,
+        help="draw each sample's SNR log-uniformly from --snr to this value",
     )
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
     parser.add_argument("--threads", type=int, default=TrainConfig.threads, help="torch CPU threads")

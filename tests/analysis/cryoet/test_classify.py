@@ -164,8 +164,9 @@ def synthetic_tomogram(seed: int, snr: float) -> tuple[np.ndarray, np.ndarray, n
 
 
 @pytest.mark.skipif(not TRAINED_CHECKPOINT.is_file(), reason="the trained APT-ViT checkpoint is not in this checkout")
-def test_trained_checkpoint_classifies_tomogram():
-    tomogram, picks, labels = synthetic_tomogram(seed=11, snr=0.5)
+@pytest.mark.parametrize("snr", [0.5, 2.0])
+def test_trained_checkpoint_classifies_tomogram(snr):
+    tomogram, picks, labels = synthetic_tomogram(seed=11, snr=snr)
     registry = ModelRegistry({"aptvit": f"local:{TRAINED_CHECKPOINT}"}, device="cpu")
 
     result = classify(tomogram, 10.0, picks, registry, rotation_average=True)
