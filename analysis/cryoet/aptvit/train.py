@@ -95,6 +95,11 @@ class ContrastiveEncoder(nn.Module):
         return F.normalize(self.projector(self.backbone.embed(volumes)), dim=1)
 
 
+def _should_report(step: int, steps: int) -> bool:
+    """Report 100 to 200 times per stage at most, because a web reporter writes each report to the job row."""
+    return (step + 1) % max(1, steps // 100) == 0 or step + 1 == steps
+
+
 def _random_rotation(volumes: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     index = int(torch.randint(len(CUBE_ROTATIONS), (1,), generator=generator))
     return apply_rotation(volumes, CUBE_ROTATIONS[index]).contiguous()
@@ -141,7 +146,8 @@ def pretrain(
                 queue[: end - config.queue_size] = keys[split:]
             queue_pointer = end % config.queue_size
         losses.append(float(loss.detach()))
-        reporter.report("pretrain", (step + 1) / config.pretrain_steps, f"contrastive loss {loss:.3f}")
+        if _should_report(step, config.pretrain_steps):
+            reporter.report("pretrain", (step + 1) / config.pretrain_steps, f"contrastive loss {losses[-1]:.3f}")
     return losses
 
 
@@ -166,7 +172,8 @@ def finetune(
         optimizer.step()
         schedule.step()
         losses.append(float(loss.detach()))
-        reporter.report("finetune", (step + 1) / config.finetune_steps, f"cross-entropy {loss:.3f}")
+        if _should_report(step, config.finetune_steps):
+            reporter.report("finetune", (step + 1) / config.finetune_steps, f"cross-entropy {losses[-1]:.3f}")
     model.eval()
     return losses
 
