@@ -1,7 +1,7 @@
 """Train APT-ViT on synthetic subtomograms: contrastive pretraining, then supervised fine-tuning.
 
-Pretraining is MoCo-style noise-resilient contrastive learning. The query encoder sees the noisy
-view of a particle and a momentum copy of it sees the clean view of the same particle, each under
+Pretraining is MoCo-style noise-resilient contrastive learning. The query encoder embeds the noisy
+view of a particle and a momentum copy of it embeds the clean view of the same particle, each under
 its own random cube rotation, and a queue of earlier keys supplies the negatives (InfoNCE loss).
 Fine-tuning trains the pretrained encoder with a new linear head under cross-entropy over the six
 particle classes plus "background".
@@ -67,7 +67,10 @@ class TrainConfig:
         names = {field.name for field in fields(cls)}
         unknown = sorted(set(config) - names)
         if unknown:
-            raise ValueError(f"Unknown APT-ViT training setting(s): {', '.join(unknown)}.")
+            raise ValueError(
+                f"Unknown APT-ViT training setting(s): {', '.join(unknown)}. "
+                f"The settings are: {', '.join(sorted(names))}."
+            )
         return cls(**config)
 
     def model_config(self) -> APTViTConfig:

@@ -172,7 +172,7 @@ def test_synthetic_set_is_reproducible():
     assert first.noisy.dtype == np.float32
 
 
-def test_synthetic_volumes_lack_missing_wedge():
+def test_synthetic_volumes_have_missing_wedge():
     data = make_synthetic_set(seed=0, per_class=1, box=32, voxel_size=10.0)
     missing = imaging_filter(32, 10.0) == 0
     assert missing.mean() > 0.2
