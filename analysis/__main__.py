@@ -7,6 +7,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
+from analysis.cryoet.cli import add_cryoet_parser, run_command
 from analysis.integrity import FileToVerify, verify_files
 from analysis.progress import ConsoleReporter
 
@@ -54,8 +55,18 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("--manifest", type=Path, help="A sha256sum manifest to check against.")
     verify.add_argument("--json", action="store_true", help="Print the result as JSON.")
     verify.set_defaults(handler=command_verify)
+    add_cryoet_parser(commands)
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:2] == ["cryoet", "train"]:
+        # The training command has its own parser, so its options and --help pass through unchanged.
+        from analysis.cryoet.aptvit.train import main as train_main
+
+        train_main(argv[2:])
+        return 0
     args = parser.parse_args(argv)
+    if args.command == "cryoet":
+        return run_command(args)
     return args.handler(args)
 
 
