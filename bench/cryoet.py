@@ -165,7 +165,8 @@ def main() -> None:
         seconds = time.perf_counter() - started
     note = (
         f"{result.produced_by}; DoG threshold {dog_threshold} (tuning F-beta {dog_tuning_score:.3f}); "
-        f"{result.picked_count} picks, {result.rejected_count} called background"
+        f"{result.picked_count} picks, {result.rejected_count} called background; stage seconds "
+        + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in result.timings.items())
     )
     print_scores("(a) DoG picking + APT-ViT", evaluate(result, evaluation_reference), seconds, rss.peak_bytes, note)
 
