@@ -41,7 +41,7 @@ def workspace(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def run_summary(workspace) -> dict:
     completed = cryoet(
-        "run", "sim/simulated_4.mrc", "--min-score", 3, "--output", "run/picks.json", "--map", "run/map.npz",
+        "run", "sim/simulated_4.mrc", "--min-score", 3, "--output", "run/picks.csv", "--map", "run/map.npz",
         cwd=workspace,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
@@ -101,7 +101,7 @@ def test_run_counts_and_files(workspace, run_summary):
     assert run_summary["picked"] == run_summary["kept"] + run_summary["rejected_as_background"]
     assert run_summary["produced_by"].startswith("DoG + APT-ViT (aptvit-small, sha256 ")
     assert list(run_summary["timings_seconds"]) == ["read", "pick", "classify", "map"]
-    assert len(read_particles(workspace / "run" / "picks.json")) == run_summary["kept"]
+    assert len(read_particles(workspace / "run" / "picks.csv")) == run_summary["kept"]
     assert len(SpatialMap.load(workspace / "run" / "map.npz")) == run_summary["kept"]
 
 
