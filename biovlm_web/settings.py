@@ -109,7 +109,7 @@ def _database_from_url(url: str | None) -> dict:
         except Exception as error:
             raise ImproperlyConfigured(f"DATABASE_URL could not be parsed ({error}).") from error
     if config["ENGINE"] == "django.db.backends.sqlite3":
-        # WAL lets an RQ worker process write job progress while the server reads; the busy
+        # WAL lets an RQ worker process write job progress while the server reads. The busy
         # timeout and IMMEDIATE transactions make concurrent writers wait instead of failing.
         config["OPTIONS"] = {
             "timeout": SQLITE_BUSY_TIMEOUT_SECONDS,

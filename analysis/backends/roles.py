@@ -69,7 +69,7 @@ class VisionLanguageModel(Backend):
     def generate(
         self, images: list, prompt: str, max_new_tokens: int = 64, with_logprobs: bool = False
     ) -> Generation:
-        """Answer ``prompt`` about ``images`` (PIL images, all shown to the model at once)."""
+        """Generate a reply to ``prompt`` about ``images`` (PIL images, all shown to the model at once)."""
 
     def continuation_logprobs(self, images: list, prompt: str, continuation: str) -> list[float]:
         """Return the log-probability of each token of ``continuation`` after ``images`` and ``prompt``."""

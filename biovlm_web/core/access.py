@@ -64,7 +64,7 @@ def share_link_for(session, obj, headers=None) -> ShareLink | None:
 
 
 def can_view(user, session, obj, headers=None) -> bool:
-    """Whether ``user`` (with ``session``) may read ``obj``, an object with a ``project``.
+    """Return whether ``user`` (with ``session``) may read ``obj``, an object with a ``project``.
 
     An object without a project (a platform job such as a model check) is readable by every
     signed-in user and by no share link.
@@ -85,5 +85,5 @@ def can_change(user, obj) -> bool:
 
 
 def member_filter(user, prefix: str = "project") -> Q:
-    """A filter for querysets of objects whose project has ``user`` as a member."""
+    """Return a filter for querysets of objects whose project has ``user`` as a member."""
     return Q(**{f"{prefix}__memberships__user": user})

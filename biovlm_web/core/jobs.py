@@ -3,7 +3,7 @@
 A job is a row first: ``submit_job`` creates the Job row and enqueues it on the RQ queue
 only after the surrounding transaction commits, with the row's UUID as the RQ job id.
 Every status change is an atomic claim: an UPDATE filtered on the expected old status
-that must change exactly one row, so two workers never run one job and a job that the
+that must change exactly one row. So two workers never run one job, and a job that the
 reaper marked failed is never turned back into a success.
 """
 

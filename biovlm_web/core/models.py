@@ -92,7 +92,7 @@ class Job(models.Model):
         return (end - self.started_at).total_seconds()
 
     def snapshot(self) -> dict:
-        """The state that the progress websocket and the API send to a browser."""
+        """Return the state that the progress websocket and the API send to a browser."""
         return {
             "uuid": str(self.uuid),
             "kind": self.kind,
@@ -119,7 +119,7 @@ class ShareLinkQuerySet(models.QuerySet):
 
 
 class ShareLink(models.Model):
-    """A read-only link that opens one result to anyone who holds its token."""
+    """A read-only link that opens one result to anyone who has its token."""
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     token = models.CharField(max_length=64, unique=True, default=new_share_token, editable=False)
@@ -152,7 +152,7 @@ class ShareLink(models.Model):
         return not self.is_revoked and not self.is_expired
 
     def grants(self, obj) -> bool:
-        """Whether this link, while valid, opens ``obj``."""
+        """Return whether this link, while valid, opens ``obj``."""
         return (
             self.is_valid
             and self.object_id == obj.pk

@@ -21,14 +21,14 @@ def job_group(job_uuid) -> str:
 
 
 def broadcast_job(job) -> None:
-    """Send the job's current state to every websocket watching it; never raise."""
+    """Send the job's current state to every websocket watching it, logging instead of raising on failure."""
     layer = get_channel_layer()
     if layer is None:
         return
     try:
         async_to_sync(layer.group_send)(job_group(job.uuid), {"type": "job.update", "job": job.snapshot()})
     except Exception:
-        # The row already holds the state, so a browser that reconnects still gets it.
+        # The row already contains the state, so a browser that reconnects still gets it.
         logger.warning("Sending the progress of job %s to its websocket group failed", job.uuid, exc_info=True)
 
 

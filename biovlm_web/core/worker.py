@@ -2,9 +2,8 @@
 
 Start it with ``python manage.py rqworker --worker-class biovlm_web.core.worker.JobWorker
 gpu default``. Beyond a plain RQ worker it marks a job failed at once when its work-horse
-process dies, and it runs the stale-job reaper in a background thread, so a job whose whole
-worker died is marked failed by any other live worker, and a queued job whose queue entry
-was lost is enqueued again.
+process dies. It also runs the stale-job reaper in a background thread: any live worker marks
+failed a job whose whole worker died, and enqueues again a queued job whose queue entry was lost.
 """
 
 import logging

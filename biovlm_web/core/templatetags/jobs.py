@@ -7,6 +7,6 @@ register = template.Library()
 
 @register.filter
 def job_title(job) -> str:
-    """The job kind's title, such as "Verify dataset integrity", or the raw kind if unknown."""
+    """Return the job kind's title, such as "Verify dataset integrity", or the raw kind if unknown."""
     kind = job_kinds().get(job.kind)
     return kind.title if kind else job.kind
