@@ -74,36 +74,54 @@ def _symmetric(subunit: np.ndarray, group: str) -> np.ndarray:
     return np.concatenate([rotations[i].apply(subunit) for i in range(len(rotations))])
 
 
+def _shell_subunit(semi_axes, radius: float, direction) -> np.ndarray:
+    """Return an ellipsoid whose first semi-axis points along ``direction`` at ``radius`` Å from the origin.
+
+    A direction off every symmetry axis gives each copy of the point group its own place on the shell.
+    """
+    direction = np.asarray(direction, dtype=np.float64)
+    direction /= np.linalg.norm(direction)
+    local = _ellipsoid_points(semi_axes)
+    alignment, _ = Rotation.align_vectors([direction], [[1.0, 0.0, 0.0]])
+    return alignment.apply(local) + radius * direction
+
+
 def _uniform(points: np.ndarray, sigma: float, source: str) -> Template:
     centred = points - points.mean(axis=0)
     return Template(centred, np.ones(len(points)), sigma, source)
 
 
 def parametric_template(name: str) -> Template:
-    """Build the parametric density of a class; sizes follow the class radius."""
+    """Build the parametric density of a class.
+
+    Sizes follow the class radius, and the solid volume of each shape is close to the class
+    mass at a protein density of 0.81 Da/Å³, so that the classes differ in total density as the
+    real complexes do. Semi-axes are in angstroms.
+    """
     radius = CLASS_BY_NAME[name].radius_angstrom
     if name == "apo-ferritin":
-        # 24 four-helix-bundle subunits on an octahedral (432) shell, hollow inside.
-        # The real shell spans about 40 to 60 Å in radius.
-        subunit = _ellipsoid_points((5, 5, 16), centre=(0, 0.8 * radius, 0))
-        return _uniform(_symmetric(subunit, "O"), 5.0, "parametric octahedral 24-mer shell")
+        # 24 four-helix-bundle subunits (about 23,000 Å³ each) tile an octahedral (432) shell
+        # that spans about 38 to 56 Å in radius, hollow inside.
+        subunit = _shell_subunit((9, 22, 28), 47.0, (0.35, 0.85, 0.4))
+        return _uniform(_symmetric(subunit, "O"), 4.0, "parametric octahedral 24-mer shell")
     if name == "beta-amylase":
-        subunit = _ellipsoid_points((20, 17, 14), centre=(0.45 * radius, 0.3 * radius, 0.15 * radius))
+        subunit = _ellipsoid_points((28, 24, 24.5), centre=(22, 15, 8))
         return _uniform(_symmetric(subunit, "D2"), 6.0, "parametric D2 tetramer")
     if name == "beta-galactosidase":
-        subunit = _ellipsoid_points((30, 24, 20), centre=(0.45 * radius, 0.28 * radius, 0.14 * radius))
+        subunit = _ellipsoid_points((38, 30, 30), centre=(36, 24, 12))
         return _uniform(_symmetric(subunit, "D2"), 6.0, "parametric D2 tetramer")
     if name == "thyroglobulin":
         # Two elongated monomers side by side, related by a two-fold axis along z.
-        subunit = _ellipsoid_points((0.8 * radius, 26, 32), centre=(0, 24, 0))
+        subunit = _ellipsoid_points((0.8 * radius, 30, 31), centre=(0, 28, 0))
         return _uniform(_symmetric(subunit, "C2"), 8.0, "parametric elongated C2 dimer")
     if name == "virus-like-particle":
-        subunit = _ellipsoid_points((14, 14, 12), centre=(0, 0, 0.82 * radius))
-        subunit = Rotation.from_euler("xy", [20, 12], degrees=True).apply(subunit)
+        # 60 copies of three coat proteins (about 52,000 Å³ together) close an icosahedral
+        # shell that spans about 110 to 132 Å in radius.
+        subunit = _shell_subunit((11, 34, 33), 121.0, (0.3, 0.2, 0.93))
         return _uniform(_symmetric(subunit, "I"), 8.0, "parametric icosahedral 60-mer shell")
     if name == "ribosome":
-        large = _ellipsoid_points((0.62 * radius, 0.62 * radius, 0.5 * radius), centre=(0, 0, -0.25 * radius))
-        small = _ellipsoid_points((0.5 * radius, 0.35 * radius, 0.28 * radius), centre=(0.1 * radius, 0, 0.5 * radius))
+        large = _ellipsoid_points((0.72 * radius, 0.72 * radius, 0.56 * radius), centre=(0, 0, -0.25 * radius))
+        small = _ellipsoid_points((0.57 * radius, 0.4 * radius, 0.32 * radius), centre=(0.1 * radius, 0, 0.5 * radius))
         return _uniform(np.concatenate([large, small]), 8.0, "parametric two-lobed ribosome")
     raise KeyError(f"unknown particle class {name!r}; known classes: {', '.join(CLASS_NAMES)}")
 
@@ -164,14 +182,22 @@ def class_templates(ribosome_model: str | os.PathLike | None = "auto") -> dict[s
     return templates
 
 
-def _normalised(template: Template) -> Template:
-    """Scale weights so every class has the same mean density per occupied volume."""
+def scaled_to_mass(template: Template, mass_kda: float) -> Template:
+    """Scale the weights of ``template`` so they sum to ``mass_kda``, so density is mass per volume."""
     return Template(
-        template.points,
-        template.weights / template.weights.sum() * len(template.points),
-        template.sigma,
-        template.source,
+        template.points, template.weights / template.weights.sum() * mass_kda, template.sigma, template.source
     )
+
+
+def class_mass(name: str, template: Template) -> float:
+    """Return the mass in kDa that a class template carries in simulations.
+
+    An atomic model keeps its own mass, estimated as 2.15 Da per electron of its atoms (the ratio
+    for protein and RNA without hydrogens), so a partial model is not inflated to the full complex.
+    """
+    if template.source.startswith("parametric"):
+        return CLASS_BY_NAME[name].mass_kda
+    return float(template.weights.sum()) * 2.15 / 1000.0
 
 
 def render_particle(
@@ -191,13 +217,18 @@ def render_particle(
     # Trilinear splatting keeps the centre of mass at sub-voxel precision.
     base = np.floor(local).astype(int)
     fraction = local - base
-    box = np.zeros(box_shape, dtype=np.float64)
+    # np.bincount over flat indices sums the eight corner weights far faster than np.add.at.
+    flat_parts, weight_parts = [], []
     for corner in np.ndindex(2, 2, 2):
         offset = np.array(corner)
         target = base + offset
         weight = template.weights * np.prod(np.where(offset, fraction, 1 - fraction), axis=1)
         valid = np.all((target >= 0) & (target < box_shape), axis=1)
-        np.add.at(box, tuple(target[valid].T), weight[valid])
+        flat_parts.append(np.ravel_multi_index(tuple(target[valid].T), box_shape))
+        weight_parts.append(weight[valid])
+    box = np.bincount(
+        np.concatenate(flat_parts), weights=np.concatenate(weight_parts), minlength=int(np.prod(box_shape))
+    ).reshape(box_shape)
     box = ndimage.gaussian_filter(box, sigma_voxels, mode="constant")
     volume[low[0] : high[0], low[1] : high[1], low[2] : high[2]] += box
 
@@ -320,30 +351,30 @@ def default_counts(shape) -> dict[str, int]:
     return {name: max(1, round(count * scale)) for name, count in DEFAULT_COUNTS.items()}
 
 
-def simulate_tomogram(
+def _check_counts(counts: dict[str, int]) -> None:
+    unknown = set(counts) - set(CLASS_NAMES)
+    if unknown:
+        raise KeyError(f"unknown particle classes {sorted(unknown)}; known classes: {', '.join(CLASS_NAMES)}")
+
+
+def simulate_clean_tomogram(
     shape: tuple[int, int, int] = DEFAULT_SHAPE,
     voxel_size: float = DEFAULT_VOXEL_SIZE,
     counts: dict[str, int] | None = None,
-    snr: float | None = 0.1,
     tilt_range: float | None = 60.0,
     seed: int = 0,
     defocus_um: float | None = 3.0,
     membranes: int = 0,
     ribosome_model: str | os.PathLike | None = "auto",
 ) -> tuple[np.ndarray, ParticleList]:
-    """Simulate a (z, y, x) float32 tomogram and its true particle positions.
+    """Simulate a (z, y, x) float32 tomogram without noise, and its true particle positions.
 
-    ``snr`` is signal variance over noise variance, and None adds no noise. ``tilt_range`` is
-    the maximum tilt in degrees about y (None keeps every frequency). ``defocus_um`` sets the
-    CTF band-pass (None skips it). The same arguments and seed give the same result.
+    The arguments are those of ``simulate_tomogram``, which adds noise to this volume. Training
+    uses the clean volume as the noise-free view of each particle.
     """
     counts = default_counts(shape) if counts is None else counts
-    if snr is not None and snr <= 0:
-        raise ValueError(f"snr must be positive or None, got {snr}")
-    unknown = set(counts) - set(CLASS_NAMES)
-    if unknown:
-        raise KeyError(f"unknown particle classes {sorted(unknown)}; known classes: {', '.join(CLASS_NAMES)}")
-    placement_seed, rotation_seed, noise_seed, membrane_seed = np.random.SeedSequence(seed).spawn(4)
+    _check_counts(counts)
+    placement_seed, rotation_seed, _, membrane_seed = np.random.SeedSequence(seed).spawn(4)
     membrane_rng = np.random.default_rng(membrane_seed)
     membrane_list = [_random_membrane(shape, voxel_size, membrane_rng) for _ in range(membranes)]
     positions, names = place_particles(shape, voxel_size, counts, np.random.default_rng(placement_seed), membrane_list)
@@ -351,7 +382,10 @@ def simulate_tomogram(
         Rotation.random(len(positions), random_state=np.random.default_rng(rotation_seed)) if len(positions) else []
     )
 
-    templates = {name: _normalised(template) for name, template in class_templates(ribosome_model).items()}
+    templates = {
+        name: scaled_to_mass(template, class_mass(name, template))
+        for name, template in class_templates(ribosome_model).items()
+    }
     # float32 throughout keeps a default-size run (184x630x630) at about 1.3 GB peak RSS, measured
     # with /usr/bin/time on this project's 2-core test machine.
     volume = np.zeros(shape, dtype=np.float32)
@@ -372,13 +406,6 @@ def simulate_tomogram(
         volume = scipy.fft.irfftn(spectrum, s=shape, axes=(0, 1, 2))
         del spectrum
 
-    if snr is not None:
-        signal_sigma = float(volume.std(dtype=np.float64))
-        noise_sigma = signal_sigma / np.sqrt(snr) if signal_sigma > 0 else 1.0
-        noise = np.random.default_rng(noise_seed).standard_normal(size=shape, dtype=np.float32)
-        noise *= noise_sigma
-        volume += noise
-
     particles = ParticleList(
         positions,
         names,
@@ -388,6 +415,47 @@ def simulate_tomogram(
         rotations=rotations.as_matrix() if len(positions) else np.zeros((0, 3, 3)),
     )
     return volume.astype(np.float32, copy=False), particles
+
+
+def add_noise(volume: np.ndarray, snr: float, rng: np.random.Generator) -> np.ndarray:
+    """Return ``volume`` plus white Gaussian noise at ``snr`` (signal variance over noise variance)."""
+    if snr <= 0:
+        raise ValueError(f"snr must be positive or None, got {snr}")
+    signal_sigma = float(volume.std(dtype=np.float64))
+    noise_sigma = signal_sigma / np.sqrt(snr) if signal_sigma > 0 else 1.0
+    noisy = rng.standard_normal(size=volume.shape, dtype=np.float32)
+    noisy *= noise_sigma
+    noisy += volume
+    return noisy
+
+
+def simulate_tomogram(
+    shape: tuple[int, int, int] = DEFAULT_SHAPE,
+    voxel_size: float = DEFAULT_VOXEL_SIZE,
+    counts: dict[str, int] | None = None,
+    snr: float | None = 0.1,
+    tilt_range: float | None = 60.0,
+    seed: int = 0,
+    defocus_um: float | None = 3.0,
+    membranes: int = 0,
+    ribosome_model: str | os.PathLike | None = "auto",
+) -> tuple[np.ndarray, ParticleList]:
+    """Simulate a (z, y, x) float32 tomogram and its true particle positions.
+
+    ``snr`` is signal variance over noise variance, and None adds no noise. ``tilt_range`` is
+    the maximum tilt in degrees about y (None keeps every frequency). ``defocus_um`` sets the
+    CTF band-pass (None skips it). The same arguments and seed give the same result.
+    """
+    if snr is not None and snr <= 0:
+        raise ValueError(f"snr must be positive or None, got {snr}")
+    _check_counts(default_counts(shape) if counts is None else counts)
+    volume, particles = simulate_clean_tomogram(
+        shape, voxel_size, counts, tilt_range, seed, defocus_um, membranes, ribosome_model
+    )
+    if snr is not None:
+        noise_seed = np.random.SeedSequence(seed).spawn(4)[2]
+        volume = add_noise(volume, snr, np.random.default_rng(noise_seed))
+    return volume, particles
 
 
 def write_simulation(

@@ -7,9 +7,13 @@ from analysis.cryoet.classes import CLASS_BY_NAME, CLASS_NAMES
 from analysis.cryoet.io.mrc import read_volume
 from analysis.cryoet.io.particles import read_copick_run
 from analysis.cryoet.simulate import (
+    add_noise,
     atom_model_template,
+    class_mass,
     missing_wedge_mask,
     parametric_template,
+    scaled_to_mass,
+    simulate_clean_tomogram,
     simulate_tomogram,
     write_simulation,
 )
@@ -264,3 +268,36 @@ def test_ctf_band_pass_shape():
     assert along_x[peak:].min() < 0.05
     sliced = ctf_band_pass(SHAPE, VOXEL, defocus_um=3.0, z_slice=slice(16, 32))
     np.testing.assert_array_equal(sliced, band_pass[16:32])
+
+
+def test_noisy_tomogram_is_clean_plus_noise():
+    noisy, particles = simulate(snr=0.5)
+    clean, clean_particles = simulate_clean_tomogram(SHAPE, VOXEL, COUNTS, seed=3, ribosome_model=None)
+    np.testing.assert_array_equal(particles.positions, clean_particles.positions)
+    noise = noisy - clean
+    assert clean.var() / noise.var() == pytest.approx(0.5, rel=0.02)
+    assert abs(float(np.corrcoef(noise.ravel(), clean.ravel())[0, 1])) < 0.01
+
+
+def test_add_noise_rejects_bad_snr():
+    with pytest.raises(ValueError, match="snr must be positive"):
+        add_noise(np.ones((4, 4, 4), dtype=np.float32), 0.0, np.random.default_rng(0))
+
+
+def test_template_volume_matches_mass():
+    # 0.81 Da per cubic angstrom is the mean density of protein; each fill point stands for 5³ Å³.
+    for name in CLASS_NAMES:
+        volume = len(parametric_template(name).points) * 5.0**3
+        mass_from_volume = volume * 0.81 / 1000
+        assert mass_from_volume == pytest.approx(CLASS_BY_NAME[name].mass_kda, rel=0.1), name
+
+
+def test_template_weights_sum_to_mass():
+    for name in CLASS_NAMES:
+        template = parametric_template(name)
+        scaled = scaled_to_mass(template, class_mass(name, template))
+        assert scaled.weights.sum() == pytest.approx(CLASS_BY_NAME[name].mass_kda), name
+    # A heavier class is brighter: the ribosome carries more density than apo-ferritin.
+    ribosome, _ = simulate_clean_tomogram(SHAPE, VOXEL, {"ribosome": 1}, None, 3, None, ribosome_model=None)
+    ferritin, _ = simulate_clean_tomogram(SHAPE, VOXEL, {"apo-ferritin": 1}, None, 3, None, ribosome_model=None)
+    assert ribosome.sum() / ferritin.sum() == pytest.approx(4300 / 456, rel=0.05)
