@@ -7,6 +7,7 @@ import torch
 from scipy import ndimage
 
 from analysis.cryoet.aptvit.model import APTViT, rotation_averaged
+from analysis.cryoet.io.coordinates import angstrom_to_indices
 
 
 def _standardise(volume: np.ndarray) -> np.ndarray:
@@ -39,9 +40,7 @@ def extract_subtomograms(
     same_sampling = abs(step - 1.0) < 1e-6
     shape = np.array(volume.shape)
 
-    # NOTE: converts angstroms to (z, y, x) indices here because analysis.cryoet.io has no helper
-    # for it yet. The rule matches io.particles: index = angstroms / voxel_size.
-    centres = positions[:, ::-1] / voxel_size
+    centres = angstrom_to_indices(positions, voxel_size)
     outside = np.any((centres < -0.5) | (centres > shape - 0.5), axis=1)
     if np.any(outside):
         first = int(np.argmax(outside))

@@ -3,6 +3,7 @@
 All conversions between pixels, angstroms and (z, y, x) array order live in this package.
 """
 
+from analysis.cryoet.io.coordinates import angstrom_to_indices, indices_to_angstrom
 from analysis.cryoet.io.mrc import MrcError, Volume, read_volume, write_volume
 from analysis.cryoet.io.particles import (
     ParticleFormatError,
@@ -24,6 +25,8 @@ from analysis.cryoet.io.particles import (
 )
 
 __all__ = [
+    "angstrom_to_indices",
+    "indices_to_angstrom",
     "MrcError",
     "ParticleFormatError",
     "ParticleList",

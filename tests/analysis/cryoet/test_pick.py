@@ -4,7 +4,17 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from analysis.cryoet.metrics import score_picks
-from analysis.cryoet.pick import Picks, _rotate_template, pick, pick_blobs, sample_rotations, suppress_non_maxima
+from analysis.cryoet.pick import (
+    Picks,
+    _rotate_template,
+    bin_volume,
+    find_candidates,
+    match_template,
+    pick,
+    pick_blobs,
+    sample_rotations,
+    suppress_non_maxima,
+)
 from analysis.progress import RecordingReporter
 
 VOXEL_SIZE = 10.0
@@ -138,3 +148,73 @@ def test_pick_rejects_bad_input():
 def test_picks_by_class_without_names():
     with pytest.raises(ValueError, match="no class names"):
         Picks(positions=np.zeros((1, 3)), scores=np.ones(1)).by_class()
+
+
+def test_bin_volume_averages_blocks():
+    volume = np.arange(5 * 4 * 3, dtype=np.float32).reshape(5, 4, 3)
+    binned = bin_volume(volume, 2)
+    assert binned.shape == (3, 2, 2)
+    assert binned[0, 0, 0] == pytest.approx(volume[:2, :2, :2].mean())
+    # Trailing blocks average only the voxels present.
+    assert binned[2, 1, 1] == pytest.approx(volume[4:, 2:, 2:].mean())
+    np.testing.assert_array_equal(bin_volume(volume, 1), volume)
+
+
+def test_dog_peaks_refined_below_a_voxel():
+    # A Gaussian blob centred between voxels: the refined pick lands within 0.15 voxel of it.
+    centre_xyz = np.array([40.3, 39.6, 24.4])
+    z, y, x = np.indices(SHAPE, dtype=float)
+    distance_squared = (x - centre_xyz[0]) ** 2 + (y - centre_xyz[1]) ** 2 + (z - centre_xyz[2]) ** 2
+    volume = np.exp(-distance_squared / (2 * 3.0**2))
+    picks = pick_blobs(volume, VOXEL_SIZE, classes=["apo-ferritin"], min_score=0.0)
+    best = picks.positions[np.argmax(picks.scores)]
+    assert np.linalg.norm(best / VOXEL_SIZE - centre_xyz) < 0.15
+
+
+def test_energy_finds_hollow_shells():
+    # Thin hollow shells of radius 10 voxels: the energy peaks at each shell's centre.
+    centers = spaced_centers(4, margin=14, min_spacing=26, shape=(48, 96, 96), seed=4)
+    z, y, x = np.indices((48, 96, 96))
+    volume = np.zeros((48, 96, 96))
+    for cx, cy, cz in centers:
+        distance = np.sqrt((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2)
+        volume[np.abs(distance - 10) <= 1] = 1.0
+    volume = ndimage.gaussian_filter(volume, 1.0) + np.random.default_rng(5).normal(scale=0.2, size=volume.shape)
+    truth = centers * VOXEL_SIZE
+
+    candidates = find_candidates(volume, VOXEL_SIZE, min_score=5.0, classes=["virus-like-particle"])
+    distances, _ = cKDTree(candidates.positions).query(truth)
+    assert np.all(distances <= 135 / 2)
+    assert len(candidates) <= 2 * len(truth)
+
+
+def test_find_candidates_keeps_small_beside_large():
+    # A small and a large sphere just apart: both centres survive, merged only within 30 Å.
+    centers = np.array([[24.0, 40.0, 24.0], [48.0, 40.0, 24.0]])
+    z, y, x = np.indices(SHAPE)
+    volume = np.zeros(SHAPE)
+    for (cx, cy, cz), radius in zip(centers, (6, 13), strict=True):
+        volume[(x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2 <= radius**2] = 1.0
+    volume = ndimage.gaussian_filter(volume, 1.0) + np.random.default_rng(6).normal(scale=0.1, size=SHAPE)
+
+    candidates = find_candidates(volume, VOXEL_SIZE, min_score=5.0)
+    distances, _ = cKDTree(candidates.positions).query(centers * VOXEL_SIZE)
+    assert distances[0] <= 30.0
+    assert distances[1] <= 75.0
+    pairwise = cKDTree(candidates.positions).query_pairs(30.0)
+    assert not pairwise
+
+
+def test_template_matching_binned_finds_copies():
+    template = np.zeros((13, 13, 13))
+    template[3:10, 5:8, 5:8] = 1.0
+    template = ndimage.gaussian_filter(template, 0.8)
+    volume = np.random.default_rng(7).normal(scale=0.05, size=SHAPE)
+    centres_zyx = [(16, 20, 20), (30, 50, 56)]
+    for cz, cy, cx in centres_zyx:
+        volume[cz - 6 : cz + 7, cy - 6 : cy + 7, cx - 6 : cx + 7] += template
+    picks = match_template(volume, VOXEL_SIZE, template, rotations=sample_rotations(1), min_score=0.5, bin_factor=2)
+    truth = np.array(centres_zyx, dtype=float)[:, ::-1] * VOXEL_SIZE
+    distances, _ = cKDTree(picks.positions).query(truth)
+    assert np.all(distances <= 15.0)
+    assert len(picks) == 2
