@@ -28,9 +28,18 @@ from analysis.backends.checkpoint import save_checkpoint
 from analysis.cryoet.aptvit import ARCHITECTURE
 from analysis.cryoet.aptvit.data import GENERATOR_VERSION, SyntheticSet, make_synthetic_set
 from analysis.cryoet.aptvit.model import CUBE_ROTATIONS, APTViT, APTViTConfig, apply_rotation, rotation_averaged
+from analysis.cryoet.aptvit.tomogram_data import (
+    DEFAULT_TRAINING_SHAPE,
+    DEFAULT_TRAINING_SNRS,
+    TOMOGRAM_GENERATOR_VERSION,
+    make_tomogram_set,
+)
 from analysis.progress import ConsoleReporter, NullReporter, ProgressReporter
 
 logger = logging.getLogger(__name__)
+
+
+TRAINING_DATA = ("tomograms", "shapes")
 
 
 @dataclass
@@ -43,8 +52,16 @@ class TrainConfig:
     depth: int = 4
     heads: int = 4
     mlp_ratio: float = 2.0
+    # "tomograms": crops around the picker's candidates in simulated tomograms
+    # (aptvit.tomogram_data). "shapes": single parametric particles in boxes (aptvit.data), which
+    # is fast enough for tests but does not match the simulator's densities.
+    data: str = "tomograms"
+    tomograms: int = 8
+    validation_tomograms: int = 2
+    tomogram_shape: tuple[int, int, int] = DEFAULT_TRAINING_SHAPE
+    snrs: tuple[float, ...] = DEFAULT_TRAINING_SNRS
+    # The "shapes" data: samples per class and the SNR, drawn log-uniformly from snr to snr_max when set.
     snr: float = 0.3
-    # When set, each sample's SNR is drawn log-uniformly from snr to snr_max.
     snr_max: float | None = 3.0
     seed: int = 0
     train_per_class: int = 400
@@ -72,6 +89,12 @@ class TrainConfig:
                 f"The settings are: {', '.join(sorted(names))}."
             )
         return cls(**config)
+
+    def __post_init__(self) -> None:
+        if self.data not in TRAINING_DATA:
+            raise ValueError(f"Unknown training data {self.data!r}; expected one of {', '.join(TRAINING_DATA)}.")
+        self.tomogram_shape = tuple(int(size) for size in self.tomogram_shape)
+        self.snrs = tuple(float(snr) for snr in self.snrs)
 
     def model_config(self) -> APTViTConfig:
         return APTViTConfig(
@@ -214,6 +237,32 @@ def _loss_summary(losses: list[float]) -> dict:
     }
 
 
+def _training_data(config: TrainConfig, reporter: ProgressReporter) -> tuple[SyntheticSet, SyntheticSet]:
+    """Return the training and validation sets; validation comes from other seeds."""
+    if config.data == "shapes":
+        training = make_synthetic_set(
+            config.seed, config.train_per_class, config.box_size, config.voxel_size, config.snr, config.snr_max
+        )
+        validation = make_synthetic_set(
+            config.seed + 1_000_003,
+            config.validation_per_class,
+            config.box_size,
+            config.voxel_size,
+            config.snr,
+            config.snr_max,
+        )
+        return training, validation
+    common = {
+        "shape": config.tomogram_shape,
+        "snrs": config.snrs,
+        "box": config.box_size,
+        "voxel_size": config.voxel_size,
+    }
+    training = make_tomogram_set(config.seed, config.tomograms, reporter=reporter, **common)
+    validation = make_tomogram_set(config.seed + 1_000_003, config.validation_tomograms, **common)
+    return training, validation
+
+
 def train(config: TrainConfig | dict, reporter: ProgressReporter | None = None) -> Path:
     """Generate synthetic data, pretrain and fine-tune APT-ViT, validate, and save a checkpoint.
 
@@ -232,18 +281,8 @@ def train(config: TrainConfig | dict, reporter: ProgressReporter | None = None) 
         generator = torch.Generator().manual_seed(config.seed)
         model_config = config.model_config()
 
-        reporter.report("generate", 0.0, "generating synthetic subtomograms")
-        training = make_synthetic_set(
-            config.seed, config.train_per_class, config.box_size, config.voxel_size, config.snr, config.snr_max
-        )
-        validation = make_synthetic_set(
-            config.seed + 1_000_003,
-            config.validation_per_class,
-            config.box_size,
-            config.voxel_size,
-            config.snr,
-            config.snr_max,
-        )
+        reporter.report("generate", 0.0, f"generating {config.data} training data")
+        training, validation = _training_data(config, reporter)
         reporter.report("generate", 1.0, f"{len(training.labels)} training, {len(validation.labels)} validation")
 
         model = APTViT(model_config)
@@ -259,7 +298,7 @@ def train(config: TrainConfig | dict, reporter: ProgressReporter | None = None) 
             "finetune_loss": _loss_summary(finetune_losses),
             "training_data_sha256": training.sha256(),
             "validation_data_sha256": validation.sha256(),
-            "generator_version": GENERATOR_VERSION,
+            "generator_version": TOMOGRAM_GENERATOR_VERSION if config.data == "tomograms" else GENERATOR_VERSION,
             "training_samples": len(training.labels),
             "validation_samples": len(validation.labels),
         }
@@ -285,7 +324,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", required=True, help="checkpoint path to write")
     parser.add_argument("--pretrain-steps", type=int, default=TrainConfig.pretrain_steps)
     parser.add_argument("--finetune-steps", type=int, default=TrainConfig.finetune_steps)
-    parser.add_argument("--train-per-class", type=int, default=TrainConfig.train_per_class)
+    parser.add_argument(
+        "--data",
+        choices=TRAINING_DATA,
+        default=TrainConfig.data,
+        help="crops from simulated tomograms, or single parametric particles (fast, for tests)",
+    )
+    parser.add_argument("--tomograms", type=int, default=TrainConfig.tomograms, help="simulated training tomograms")
+    parser.add_argument(
+        "--train-per-class", type=int, default=TrainConfig.train_per_class, help="samples per class (--data shapes)"
+    )
     parser.add_argument("--snr", type=float, default=TrainConfig.snr, help="signal-to-noise variance ratio")
     parser.add_argument(
         "--snr-max",
@@ -301,6 +349,8 @@ def main(argv: list[str] | None = None) -> None:
         output=arguments.output,
         pretrain_steps=arguments.pretrain_steps,
         finetune_steps=arguments.finetune_steps,
+        data=arguments.data,
+        tomograms=arguments.tomograms,
         train_per_class=arguments.train_per_class,
         snr=arguments.snr,
         snr_max=arguments.snr_max,
