@@ -29,16 +29,23 @@ from cryoet_query import bench_size  # noqa: E402
 
 from analysis.backends.checkpoint import load_checkpoint  # noqa: E402
 from analysis.cryoet.classes import CLASS_BY_NAME, CLASS_NAMES, DEFAULT_VOXEL_SIZE  # noqa: E402
-from analysis.cryoet.classify import classify  # noqa: E402
+from analysis.cryoet.classify import Classification, classify  # noqa: E402
 from analysis.cryoet.io import ParticleList  # noqa: E402
 from analysis.cryoet.metrics import PickScore  # noqa: E402
-from analysis.cryoet.pick import match_template, pick, sample_rotations, suppress_non_maxima  # noqa: E402
-from analysis.cryoet.pipeline import DEFAULT_CHECKPOINT, evaluate, run_pipeline, simulator_template  # noqa: E402
+from analysis.cryoet.pick import find_candidates, match_template, sample_rotations, suppress_non_maxima  # noqa: E402
+from analysis.cryoet.pipeline import (  # noqa: E402
+    DEFAULT_CHECKPOINT,
+    assign_classes,
+    evaluate,
+    run_pipeline,
+    simulator_template,
+)
 from analysis.cryoet.simulate import DEFAULT_SHAPE, simulate_tomogram  # noqa: E402
 
 QUICK_SHAPE = (64, 200, 200)
 # Thresholds tried on the tuning tomogram: DoG response in noise standard deviations, and NCC.
-DOG_THRESHOLDS = (2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0)
+DOG_THRESHOLDS = (5.0, 10.0, 20.0, 40.0, 80.0)
+PROBABILITY_THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 NCC_THRESHOLDS = (0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3)
 
 
@@ -78,21 +85,32 @@ class PeakRss:
 # ---------------------------------------------------------------- DoG + APT-ViT
 
 
-def tune_dog(volume: np.ndarray, reference: ParticleList, model) -> tuple[float, float]:
-    """Return the DoG threshold with the best weighted F-beta on a tuning tomogram, and that F-beta.
+def tune_dog(volume: np.ndarray, reference: ParticleList, model) -> tuple[float, float, float]:
+    """Return the candidate score threshold and class probability with the best weighted F-beta, and that F-beta.
 
     Greedy non-maximum suppression never lets a lower score remove a higher one, so picking once at
-    the lowest threshold and filtering by score gives the same picks as picking at each threshold.
+    the lowest threshold and filtering by score gives the same candidates as picking at each threshold.
     """
-    picks = pick(volume, DEFAULT_VOXEL_SIZE, min_score=min(DOG_THRESHOLDS))
-    labels = np.array(classify(volume, DEFAULT_VOXEL_SIZE, picks, model, rotation_average=False).labels)
-    best = (DOG_THRESHOLDS[0], -1.0)
+    candidates = find_candidates(volume, DEFAULT_VOXEL_SIZE, min_score=min(DOG_THRESHOLDS))
+    classification = classify(volume, DEFAULT_VOXEL_SIZE, candidates, model, rotation_average=False)
+    best = (DOG_THRESHOLDS[0], PROBABILITY_THRESHOLDS[0], -1.0)
     for threshold in DOG_THRESHOLDS:
-        keep = (picks.scores >= threshold) & (labels != "background")
-        kept = ParticleList.from_positions(picks.positions[keep], class_name=labels[keep].astype(object))
-        score = evaluate(kept, reference).weighted_fbeta
-        if score > best[1]:
-            best = (threshold, score)
+        strong = candidates.scores >= threshold
+        subset = Classification(
+            classification.positions[strong],
+            classification.class_names,
+            classification.class_indices[strong],
+            classification.probabilities[strong],
+            classification.embeddings[strong],
+            classification.rotation_average,
+            classification.model_source,
+        )
+        for probability in PROBABILITY_THRESHOLDS:
+            labels, confidences, keep, _ = assign_classes(subset, subset.positions, probability)
+            kept = ParticleList.from_positions(subset.positions[keep], class_name=labels[keep].astype(object))
+            score = evaluate(kept, reference).weighted_fbeta
+            if score > best[2]:
+                best = (threshold, probability, score)
     return best
 
 
@@ -141,35 +159,8 @@ def print_scores(title: str, score: PickScore, seconds: float, peak_bytes: int, 
           f"peak RSS {peak_bytes / 2**30:.2f} GiB")  # fmt: skip
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shape", type=int, nargs=3, default=DEFAULT_SHAPE, metavar=("Z", "Y", "X"), help="voxels")
-    parser.add_argument("--quick", action="store_true", help=f"use the smaller shape {QUICK_SHAPE} (z, y, x voxels)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation tomogram; tuning uses seed + 1")
-    parser.add_argument("--rotations", type=int, default=12, help="template rotations per class, identity first")
-    parser.add_argument("--query-runs", type=int, default=50, help="runs of each fast query tool")
-    args = parser.parse_args()
-    shape = QUICK_SHAPE if args.quick else tuple(args.shape)
-
-    print(f"Tomograms {shape} (z, y, x) at {DEFAULT_VOXEL_SIZE} Å per voxel, simulator default SNR, tilt and defocus.")
-    print(f"Evaluation seed {args.seed}, tuning seed {args.seed + 1}; {os.cpu_count()} CPUs visible.")
-    evaluation_volume, evaluation_reference = simulate_tomogram(shape, seed=args.seed, ribosome_model=None)
-    tuning_volume, tuning_reference = simulate_tomogram(shape, seed=args.seed + 1, ribosome_model=None)
-    print(f"Particles: evaluation {len(evaluation_reference)}, tuning {len(tuning_reference)}.")
-
-    model = load_checkpoint(DEFAULT_CHECKPOINT)
-    dog_threshold, dog_tuning_score = tune_dog(tuning_volume, tuning_reference, model)
-    with PeakRss() as rss:
-        started = time.perf_counter()
-        result = run_pipeline(evaluation_volume, voxel_size=DEFAULT_VOXEL_SIZE, score_threshold=dog_threshold)
-        seconds = time.perf_counter() - started
-    note = (
-        f"{result.produced_by}; DoG threshold {dog_threshold} (tuning F-beta {dog_tuning_score:.3f}); "
-        f"{result.picked_count} picks, {result.rejected_count} called background; stage seconds "
-        + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in result.timings.items())
-    )
-    print_scores("(a) DoG picking + APT-ViT", evaluate(result, evaluation_reference), seconds, rss.peak_bytes, note)
-
+def run_template_baseline(args, evaluation_volume, evaluation_reference, tuning_volume, tuning_reference) -> None:
+    """Tune and score (b): template matching alone with the simulator's class densities."""
     templates = {name: simulator_template(name, DEFAULT_VOXEL_SIZE) for name in CLASS_NAMES}
     rotations = sample_rotations(args.rotations)
     low = min(NCC_THRESHOLDS)
@@ -186,6 +177,50 @@ def main() -> None:
     )
     print_scores("(b) template matching alone", evaluate(picks, evaluation_reference), seconds, rss.peak_bytes, note)
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", type=int, nargs=3, default=DEFAULT_SHAPE, metavar=("Z", "Y", "X"), help="voxels")
+    parser.add_argument("--quick", action="store_true", help=f"use the smaller shape {QUICK_SHAPE} (z, y, x voxels)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation tomogram; tuning uses seed + 1")
+    parser.add_argument("--rotations", type=int, default=12, help="template rotations per class, identity first")
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="APT-ViT checkpoint")
+    parser.add_argument("--ribosome-model", default=None, help='"auto" uses the fetched 6ZU5 atomic model')
+    parser.add_argument("--skip-template", action="store_true", help="leave out (b) template matching")
+    parser.add_argument("--query-runs", type=int, default=50, help="runs of each fast query tool")
+    args = parser.parse_args()
+    shape = QUICK_SHAPE if args.quick else tuple(args.shape)
+
+    print(f"Tomograms {shape} (z, y, x) at {DEFAULT_VOXEL_SIZE} Å per voxel, simulator default SNR, tilt and defocus.")
+    print(f"Evaluation seed {args.seed}, tuning seed {args.seed + 1}; {os.cpu_count()} CPUs visible.")
+    evaluation_volume, evaluation_reference = simulate_tomogram(
+        shape, seed=args.seed, ribosome_model=args.ribosome_model
+    )
+    tuning_volume, tuning_reference = simulate_tomogram(shape, seed=args.seed + 1, ribosome_model=args.ribosome_model)
+    print(f"Particles: evaluation {len(evaluation_reference)}, tuning {len(tuning_reference)}.")
+
+    model = load_checkpoint(args.checkpoint)
+    dog_threshold, probability, dog_tuning_score = tune_dog(tuning_volume, tuning_reference, model)
+    with PeakRss() as rss:
+        started = time.perf_counter()
+        result = run_pipeline(
+            evaluation_volume,
+            voxel_size=DEFAULT_VOXEL_SIZE,
+            score_threshold=dog_threshold,
+            min_probability=probability,
+            checkpoint=args.checkpoint,
+        )
+        seconds = time.perf_counter() - started
+    note = (
+        f"{result.produced_by}; DoG threshold {dog_threshold}, class probability {probability} "
+        f"(tuning F-beta {dog_tuning_score:.3f}); {result.picked_count} candidates, "
+        f"{result.rejected_count} background, {result.merged_count} merged; stage seconds "
+        + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in result.timings.items())
+    )
+    print_scores("(a) DoG picking + APT-ViT", evaluate(result, evaluation_reference), seconds, rss.peak_bytes, note)
+
+    if not args.skip_template:
+        run_template_baseline(args, evaluation_volume, evaluation_reference, tuning_volume, tuning_reference)
     print("\nQuery tools at 10,000 particles (bench/cryoet_query.py), times in milliseconds:")
     bench_size(10_000, args.query_runs, 5, args.seed)
 

@@ -28,7 +28,15 @@ from analysis.cryoet.io import (
     write_relion_star,
 )
 from analysis.cryoet.pick import pick
-from analysis.cryoet.pipeline import DEFAULT_CHECKPOINT, PICKERS, evaluate, run_pipeline, simulator_template
+from analysis.cryoet.pipeline import (
+    DEFAULT_CHECKPOINT,
+    DEFAULT_MIN_PROBABILITY,
+    DEFAULT_SCORE_THRESHOLD,
+    PICKERS,
+    evaluate,
+    run_pipeline,
+    simulator_template,
+)
 from analysis.cryoet.query import TOOLS, QueryError, run_tool
 from analysis.cryoet.questions import plan_question
 from analysis.cryoet.simulate import DEFAULT_SHAPE, simulate_tomogram, write_simulation
@@ -90,10 +98,20 @@ def _read_particle_file(path: Path, voxel_size: float | None = None) -> Particle
 
 
 def _write_particles(path: Path, particles: ParticleList, voxel_size: float) -> Path:
+    """Write the particles to ``path``; copick files contain one class each.
+
+    For a .json path with several classes, each class goes to ``<stem>_<class>.json`` beside it,
+    and the returned path names the pattern.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
     if suffix == ".json":
-        return write_copick(path, particles)
+        names = sorted(set(particles.class_names.astype(str)))
+        if len(names) <= 1:
+            return write_copick(path, particles)
+        for name in names:
+            write_copick(path.with_name(f"{path.stem}_{name}.json"), particles.select(particles.class_names == name))
+        return path.with_name(f"{path.stem}_<class>.json")
     if suffix == ".star":
         return write_relion_star(path, particles, voxel_size)
     return write_csv(path, particles)
@@ -184,12 +202,13 @@ def command_run(args: argparse.Namespace) -> int:
         reporter=ConsoleReporter(),
         voxel_size=args.voxel_size,
         rotation_average=args.rotation_average,
+        min_probability=args.min_probability,
         **options,
     )
-    _write_particles(args.output, result.picks, result.voxel_size)
+    picks_path = _write_particles(args.output, result.picks, result.voxel_size)
     result.spatial_map.save(args.map)
     summary = result.summary()
-    summary["picks_file"] = str(args.output)
+    summary["picks_file"] = str(picks_path)
     summary["map_file"] = str(args.map)
     _print_json(summary)
     return 0
@@ -310,11 +329,18 @@ def add_cryoet_parser(commands) -> None:
     classify_parser.set_defaults(handler=command_classify)
 
     run = cryoet_commands.add_parser(
-        "run", help="Pick, classify and map one tomogram; picks called background are dropped."
+        "run",
+        help="Pick, classify and map one tomogram; picks whose best particle class is improbable are dropped.",
     )
     _add_volume_arguments(run)
-    _add_picker_arguments(run, 5.0)
+    _add_picker_arguments(run, DEFAULT_SCORE_THRESHOLD)
     run.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="APT-ViT checkpoint")
+    run.add_argument(
+        "--min-probability",
+        type=float,
+        default=DEFAULT_MIN_PROBABILITY,
+        help="keep a pick when its most probable particle class has at least this probability (0 to 1)",
+    )
     run.add_argument(
         "--rotation-average", action="store_true", help="average over the 24 cube rotations (24 times slower)"
     )

@@ -98,7 +98,9 @@ def test_classify_missing_checkpoint(workspace):
 
 
 def test_run_counts_and_files(workspace, run_summary):
-    assert run_summary["picked"] == run_summary["kept"] + run_summary["rejected_as_background"]
+    assert run_summary["picked"] == (
+        run_summary["kept"] + run_summary["rejected_as_background"] + run_summary["merged_duplicates"]
+    )
     assert run_summary["produced_by"].startswith("DoG + APT-ViT (aptvit-small, sha256 ")
     assert list(run_summary["timings_seconds"]) == ["read", "pick", "classify", "map"]
     assert len(read_particles(workspace / "run" / "picks.csv")) == run_summary["kept"]

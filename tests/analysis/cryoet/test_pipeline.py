@@ -7,8 +7,9 @@ import pytest
 
 from analysis.backends.base import weights_sha256
 from analysis.cryoet.classes import CLASS_BY_NAME, CLASS_NAMES
+from analysis.cryoet.classify import Classification
 from analysis.cryoet.io import ParticleList, write_volume
-from analysis.cryoet.pipeline import DEFAULT_CHECKPOINT, evaluate, run_pipeline, simulator_template
+from analysis.cryoet.pipeline import DEFAULT_CHECKPOINT, assign_classes, evaluate, run_pipeline, simulator_template
 from analysis.cryoet.simulate import simulate_tomogram
 from analysis.progress import RecordingReporter
 
@@ -30,7 +31,7 @@ def result_and_reporter(simulation):
 def test_pipeline_counts_add_up(result_and_reporter):
     result, _ = result_and_reporter
     assert result.picked_count > 0
-    assert result.picked_count == len(result.picks) + result.rejected_count
+    assert result.picked_count == len(result.picks) + result.rejected_count + result.merged_count
     assert len(result.spatial_map) == len(result.picks)
     assert result.probabilities.shape == (len(result.picks), len(result.probability_classes))
     assert result.embeddings.shape[0] == len(result.picks)
@@ -97,7 +98,7 @@ def test_pipeline_template_picker(simulation):
         rotations=np.eye(3)[None],
     )
     assert result.produced_by.startswith("template matching + APT-ViT")
-    assert result.picked_count == len(result.picks) + result.rejected_count
+    assert result.picked_count == len(result.picks) + result.rejected_count + result.merged_count
 
 
 def test_evaluate_perfect_picks(simulation):
@@ -147,3 +148,31 @@ def test_simulator_template_is_centred(name):
 def test_simulator_template_rejects_unknown_class():
     with pytest.raises(ValueError, match="Unknown particle class 'proteasome'"):
         simulator_template("proteasome", VOXEL)
+
+
+def test_assign_classes_thresholds_and_merges():
+    class_names = [*CLASS_NAMES, "background"]
+    probabilities = np.zeros((4, len(class_names)), dtype=np.float32)
+    ribosome = class_names.index("ribosome")
+    background = class_names.index("background")
+    probabilities[0, [ribosome, background]] = [0.9, 0.1]
+    # 100 Å from the first pick, inside the ribosome radius, and less probable: merged.
+    probabilities[1, [ribosome, background]] = [0.6, 0.4]
+    # Background wins the argmax, but the best particle class still clears 0.3.
+    probabilities[2, [ribosome, background]] = [0.35, 0.65]
+    probabilities[3, [ribosome, background]] = [0.2, 0.8]
+    positions = np.array([[0.0, 0.0, 0.0], [100.0, 0.0, 0.0], [1000.0, 0.0, 0.0], [2000.0, 0.0, 0.0]])
+    classification = Classification(
+        positions, class_names, probabilities.argmax(axis=1), probabilities, np.zeros((4, 2)), False, "test"
+    )
+
+    labels, confidences, keep, merged = assign_classes(classification, positions, min_probability=0.3)
+    assert list(labels) == ["ribosome"] * 4
+    np.testing.assert_allclose(confidences, [0.9, 0.6, 0.35, 0.2], rtol=1e-6)
+    assert list(keep) == [True, False, True, False]
+    assert merged == 1
+
+
+def test_pipeline_rejects_bad_min_probability(simulation):
+    with pytest.raises(ValueError, match="min_probability must lie between 0 and 1"):
+        run_pipeline(simulation[0], voxel_size=VOXEL, min_probability=1.5)
