@@ -106,7 +106,7 @@ class NearestNeighborParams:
     max_sample: int = field(
         default=2000, metadata=_describe("Class A particles sampled for the CSR statistic.", minimum=10)
     )
-    seed: int = field(default=0, metadata=_describe("Random seed of the simulations."))
+    seed: int = field(default=0, metadata=_describe("Random seed of the simulations.", minimum=0))
     include_distances: bool = field(default=True, metadata=_describe("List every class A particle's distance."))
 
     def validate(self, spatial_map: SpatialMap) -> None:
@@ -115,6 +115,7 @@ class NearestNeighborParams:
         _check_at_least("bins", self.bins, 1)
         _check_at_least("simulations", self.simulations, 0)
         _check_at_least("max_sample", self.max_sample, 10)
+        _check_at_least("seed", self.seed, 0)
         if self.bins > 200:
             raise QueryError(f"Invalid bins {self.bins}; use at most 200.")
         if self.simulations > 999:
@@ -317,42 +318,94 @@ def region_composition(spatial_map: SpatialMap, params: RegionCompositionParams)
     }
 
 
-def _mean_nearest_distance(tree, points: np.ndarray, same_set: bool) -> float:
-    """Return the mean distance from ``points`` to their nearest tree point, skipping self matches."""
-    if same_set:
-        distances, _ = tree.query(points, k=2, workers=-1)
+# Most recent class pairs whose distance lists are kept as Python lists, to bound memory: at
+# 1M particles in six classes one pair's lists take about 10 MB.
+LIST_CACHE_PAIRS = 8
+
+
+def _memo(spatial_map: SpatialMap, key: tuple, compute: Callable[[], typing.Any], keep: int | None = None):
+    """Return ``compute()``, memoised on the map under ``key``; with ``keep``, only that many of
+    the most recent keys with the same first element stay."""
+    cache = spatial_map.query_cache
+    if key in cache:
+        value = cache.pop(key)
+        cache[key] = value
+        return value
+    value = compute()
+    cache[key] = value
+    if keep is not None:
+        same_kind = [other for other in cache if other[0] == key[0]]
+        for other in same_kind[: max(0, len(same_kind) - keep)]:
+            del cache[other]
+    return value
+
+
+def _simulate_mean_nearest(
+    bounds: np.ndarray, points_a: np.ndarray | None, count_b: int, sample_size: int, rng: np.random.Generator
+) -> float:
+    """Return the mean nearest-neighbor distance of one simulation of uniform points in ``bounds``.
+
+    With ``points_a`` (two classes), ``count_b`` uniform points replace class B and the distance is
+    measured from each point of ``points_a``. Without it (one class), ``count_b`` uniform points are
+    measured among themselves from the first ``sample_size`` of them, which are as random as any.
+    """
+    uniform = rng.uniform(bounds[0], bounds[1], size=(count_b, 3))
+    # Unbalanced trees build about twice as fast and are only queried a few thousand times.
+    tree = cKDTree(uniform, balanced_tree=False, compact_nodes=False)
+    if points_a is None:
+        distances, _ = tree.query(uniform[:sample_size], k=2, workers=-1)
         return float(distances[:, 1].mean())
-    distances, _ = tree.query(points, k=1, workers=-1)
+    distances, _ = tree.query(points_a, k=1, workers=-1)
     return float(distances.mean())
 
 
-def _csr_test(
-    spatial_map: SpatialMap, rows_a: np.ndarray, rows_b: np.ndarray, same_class: bool, params: NearestNeighborParams
-) -> dict:
+def _csr_null(
+    spatial_map: SpatialMap, index_a: int, index_b: int, params: NearestNeighborParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the sampled class A members and the simulated statistics, memoised on the map.
+
+    Simulation i draws from its own stream, seeded by (seed, i), so a memoised run of S
+    simulations serves any request for at most S and is extended for more.
+    """
+    count_a = len(spatial_map.class_members(index_a))
+    sample_size = min(count_a, params.max_sample)
+    key = ("csr", index_a, index_b, sample_size, params.seed)
+    entry = spatial_map.query_cache.get(key)
+    if entry is None:
+        if count_a > sample_size:
+            rng = np.random.default_rng([params.seed, 0])
+            sample = np.sort(rng.choice(count_a, sample_size, replace=False))
+        else:
+            sample = np.arange(count_a)
+        entry = {"sample": sample, "simulated": np.empty(0)}
+        spatial_map.query_cache[key] = entry
+    done = len(entry["simulated"])
+    if params.simulations > done:
+        same_class = index_a == index_b
+        points_a = None if same_class else spatial_map.positions[spatial_map.class_members(index_a)[entry["sample"]]]
+        count_b = len(spatial_map.class_members(index_b))
+        extra = [
+            _simulate_mean_nearest(
+                spatial_map.bounds, points_a, count_b, sample_size, np.random.default_rng([params.seed, 1, index])
+            )
+            for index in range(done, params.simulations)
+        ]
+        entry["simulated"] = np.concatenate([entry["simulated"], extra])
+    return entry["sample"], entry["simulated"][: params.simulations]
+
+
+def _csr_test(spatial_map: SpatialMap, index_a: int, index_b: int, params: NearestNeighborParams) -> dict:
     """Compare the mean nearest-neighbor distance with simulations of uniform points in the tomogram bounds.
 
     For one class, each simulation draws as many uniform points as the class has and measures
     them among themselves. For two classes, class A stays fixed and class B is replaced by uniform
     points. Class A is subsampled to ``max_sample`` particles for the statistic. The p-value is
-    two-sided and rank-based, so its smallest value is 2 / (simulations + 1).
+    two-sided and rank-based, so its smallest value is 2 / (simulations + 1). The simulations of
+    each (class A, class B, sample size, seed) are memoised on the map, because they depend only
+    on those, the class sizes and the bounds.
     """
-    rng = np.random.default_rng(params.seed)
-    bounds = spatial_map.bounds
-    if len(rows_a) > params.max_sample:
-        sample = np.sort(rng.choice(len(rows_a), params.max_sample, replace=False))
-    else:
-        sample = np.arange(len(rows_a))
-    tree_b = spatial_map.class_tree(spatial_map.class_indices[rows_b[0]])
-    observed = _mean_nearest_distance(tree_b, spatial_map.positions[rows_a[sample]], same_class)
-
-    simulated = np.empty(params.simulations)
-    for index in range(params.simulations):
-        uniform = rng.uniform(bounds[0], bounds[1], size=(len(rows_b), 3))
-        # Unbalanced trees build about twice as fast and are only queried a few thousand times.
-        tree = cKDTree(uniform, balanced_tree=False, compact_nodes=False)
-        points = uniform[sample] if same_class else spatial_map.positions[rows_a[sample]]
-        simulated[index] = _mean_nearest_distance(tree, points, same_class)
-
+    sample, simulated = _csr_null(spatial_map, index_a, index_b, params)
+    observed = float(spatial_map.nearest_distances(index_a, index_b)[sample].mean())
     if params.simulations == 0:
         return {"observed_mean_angstrom": observed, "simulations": 0, "verdict": None, "p_value": None}
     below = (1 + np.count_nonzero(simulated <= observed)) / (params.simulations + 1)
@@ -377,79 +430,111 @@ def _csr_test(
     }
 
 
+def _distance_summary(distances: np.ndarray) -> dict:
+    return {
+        "median_angstrom": float(np.median(distances)),
+        "mean_angstrom": float(distances.mean()),
+        "min_angstrom": float(distances.min()),
+        "max_angstrom": float(distances.max()),
+    }
+
+
+def _histogram(distances: np.ndarray, bins: int) -> dict:
+    counts, edges = np.histogram(distances, bins=bins)
+    return {"edges_angstrom": edges.tolist(), "counts": counts.tolist()}
+
+
 def nearest_neighbor_distances(spatial_map: SpatialMap, params: NearestNeighborParams) -> dict:
     """Measure each class A particle's distance to the nearest class B particle and test it against CSR.
 
     ``verdict`` is "clustered" when A particles are closer to B than uniform B would be,
     "dispersed" when farther, and "random" when the test finds no difference at ``significance``.
+    The distances, their summary, histograms and simulations are memoised on the map, and the
+    listed distances are shallow copies of memoised lists, so a caller may change them freely.
     """
     params.validate(spatial_map)
     class_b = params.class_b or params.class_a
-    same_class = class_b == params.class_a
     index_a = spatial_map.class_index(params.class_a)
     index_b = spatial_map.class_index(class_b)
-    rows_a = spatial_map.class_members(index_a)
-    rows_b = spatial_map.class_members(index_b)
-    needed_b = 2 if same_class else 1
-    if len(rows_a) == 0 or len(rows_b) < needed_b:
+    count_a = len(spatial_map.class_members(index_a))
+    count_b = len(spatial_map.class_members(index_b))
+    needed_b = 2 if index_a == index_b else 1
+    if count_a == 0 or count_b < needed_b:
         raise QueryError(
-            f"Class {params.class_a!r} has {len(rows_a)} particles and {class_b!r} has {len(rows_b)}; "
+            f"Class {params.class_a!r} has {count_a} particles and {class_b!r} has {count_b}; "
             f"nearest-neighbor distances need at least 1 and {needed_b}."
         )
 
-    tree_b = spatial_map.class_tree(index_b)
-    if same_class:
-        all_distances, _ = tree_b.query(spatial_map.positions[rows_a], k=2, workers=-1)
-        distances = all_distances[:, 1]
-    else:
-        distances, _ = tree_b.query(spatial_map.positions[rows_a], k=1, workers=-1)
-    counts, edges = np.histogram(distances, bins=params.bins)
-
+    distances = spatial_map.nearest_distances(index_a, index_b)
+    histogram = _memo(
+        spatial_map,
+        ("nearest histogram", index_a, index_b, params.bins),
+        lambda: _histogram(distances, params.bins),
+        keep=64,
+    )
     result = {
         "class_a": params.class_a,
         "class_b": class_b,
-        "count_a": int(len(rows_a)),
-        "count_b": int(len(rows_b)),
-        "median_angstrom": float(np.median(distances)),
-        "mean_angstrom": float(distances.mean()),
-        "min_angstrom": float(distances.min()),
-        "max_angstrom": float(distances.max()),
-        "histogram": {"edges_angstrom": edges.tolist(), "counts": counts.tolist()},
-        "csr": _csr_test(spatial_map, rows_a, rows_b, same_class, params),
+        "count_a": count_a,
+        "count_b": count_b,
+        **_memo(spatial_map, ("nearest summary", index_a, index_b), lambda: _distance_summary(distances)),
+        "histogram": {name: list(values) for name, values in histogram.items()},
+        "csr": _csr_test(spatial_map, index_a, index_b, params),
     }
     if params.include_distances:
-        result["particle_ids"] = spatial_map.ids[rows_a].tolist()
-        result["distances_angstrom"] = distances.tolist()
+        ids = _memo(
+            spatial_map,
+            ("class ids list", index_a),
+            lambda: spatial_map.ids[spatial_map.class_members(index_a)].tolist(),
+        )
+        distance_list = _memo(spatial_map, ("nearest list", index_a, index_b), distances.tolist, keep=LIST_CACHE_PAIRS)
+        result["particle_ids"] = list(ids)
+        result["distances_angstrom"] = list(distance_list)
     return result
+
+
+def _cluster_labels(spatial_map: SpatialMap, class_index: int, distance: float) -> np.ndarray:
+    """Return the single-linkage cluster label of each class member at a linking distance."""
+    count = len(spatial_map.class_members(class_index))
+    if count == 0:
+        return np.empty(0, dtype=np.int64)
+    edges = spatial_map.linkage_forest(class_index, distance).edges_within(distance)
+    graph = csr_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])), shape=(count, count))
+    # Weak components of the one-way forest graph are the clusters, without a symmetric copy.
+    _, labels = connected_components(graph, directed=True, connection="weak")
+    return labels
 
 
 def clusters(spatial_map: SpatialMap, params: ClustersParams) -> dict:
     """Group the particles of one class by single linkage at ``link_distance_angstrom``.
 
     Two particles share a cluster when a chain of particles links them with each step at most the
-    linking distance. Clusters smaller than ``min_size`` are counted as unclustered.
+    linking distance. Clusters smaller than ``min_size`` are counted as unclustered. The labels
+    come from the class's memoised linkage forest (see ``SpatialMap.linkage_forest``), which
+    serves every linking distance up to the largest it was built for.
     """
     params.validate(spatial_map)
     class_index = spatial_map.class_index(params.class_name)
     rows = spatial_map.class_members(class_index)
     count = len(rows)
-    if count == 0:
-        labels = np.empty(0, dtype=np.int64)
-    else:
-        pairs = spatial_map.class_tree(class_index).query_pairs(params.link_distance_angstrom, output_type="ndarray")
-        graph = csr_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])), shape=(count, count))
-        # Weak components of the one-way pair graph are the single-linkage clusters, without a symmetric copy.
-        _, labels = connected_components(graph, directed=True, connection="weak")
+    labels = _cluster_labels(spatial_map, class_index, params.link_distance_angstrom)
 
     sizes = np.bincount(labels) if count else np.empty(0, dtype=np.int64)
     reported_labels = np.flatnonzero(sizes >= params.min_size)
     reported_labels = reported_labels[np.argsort(-sizes[reported_labels], kind="stable")]
-    order = np.argsort(labels, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(sizes)])
+    listed_labels = reported_labels[: params.limit]
+
+    # Only the members of listed clusters are gathered, grouped by their cluster's list position.
+    slot_of_label = np.full(len(sizes), -1, dtype=np.int64)
+    slot_of_label[listed_labels] = np.arange(len(listed_labels))
+    member_slots = slot_of_label[labels]
+    listed_members = np.flatnonzero(member_slots >= 0)
+    listed_members = listed_members[np.argsort(member_slots[listed_members], kind="stable")]
+    starts = np.concatenate([[0], np.cumsum(sizes[listed_labels])])
 
     listed = []
-    for label in reported_labels[: params.limit]:
-        member_rows = rows[order[starts[label] : starts[label + 1]]]
+    for slot, label in enumerate(listed_labels):
+        member_rows = rows[listed_members[starts[slot] : starts[slot + 1]]]
         positions = spatial_map.positions[member_rows]
         listed.append(
             {

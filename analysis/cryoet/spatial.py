@@ -1,23 +1,84 @@
-"""A spatial map of the particles found in one tomogram, with k-d trees for fast queries."""
+"""A spatial map of the particles found in one tomogram, with k-d trees for fast queries.
+
+The map is immutable once built: its arrays are read-only views. So results derived from it,
+the nearest-neighbor distances of each class pair and the single-linkage forest of each class,
+are computed once, memoised on the map and written to the saved file with the particles.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import minimum_spanning_tree
 from scipy.spatial import cKDTree
 
 from analysis.cryoet.classes import CLASS_NAMES
 
-# Version of the .npz layout written by ``SpatialMap.save``.
-FORMAT_VERSION = 1
+# Version of the .npz layout written by ``SpatialMap.save``. Version 1 files, which hold no
+# precomputed results, still load.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+
+# Largest linking distance, in angstroms, that the forests built by ``precompute`` serve. Larger
+# linking distances build a new forest on first use.
+DEFAULT_FOREST_DISTANCE = 500.0
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """Return a read-only view, leaving the caller's array writable."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+class LinkageForest:
+    """Minimum spanning forest of the graph linking a class's particles closer than ``max_distance``.
+
+    ``edges`` holds pairs of class member indices (positions in ``class_members``), sorted by
+    ``weights``, their distances in angstroms. For any linking distance d up to ``max_distance``,
+    the edges of weight at most d link exactly the single-linkage clusters at d, because Kruskal's
+    algorithm adds edges in weight order.
+    """
+
+    def __init__(self, edges: np.ndarray, weights: np.ndarray, max_distance: float, member_count: int) -> None:
+        self.edges = _read_only(np.asarray(edges, dtype=np.int64).reshape(-1, 2))
+        self.weights = _read_only(np.asarray(weights, dtype=np.float64).reshape(-1))
+        self.max_distance = float(max_distance)
+        self.member_count = int(member_count)
+
+    @classmethod
+    def build(cls, points: np.ndarray, max_distance: float) -> LinkageForest:
+        count = len(points)
+        pairs = cKDTree(points).query_pairs(max_distance, output_type="ndarray") if count else np.empty((0, 2))
+        pairs = pairs.astype(np.int64)
+        weights = np.linalg.norm(points[pairs[:, 0]] - points[pairs[:, 1]], axis=1)
+        # csgraph drops zero weights as missing edges, so particles at the same position get the
+        # smallest positive float instead, which keeps the weight order and so the forest exact.
+        graph = csr_matrix(
+            (np.where(weights > 0, weights, np.finfo(np.float64).smallest_subnormal), (pairs[:, 0], pairs[:, 1])),
+            shape=(count, count),
+        )
+        forest = minimum_spanning_tree(graph).tocoo()
+        edges = np.stack([forest.row, forest.col], axis=1).astype(np.int64)
+        edge_weights = np.linalg.norm(points[edges[:, 0]] - points[edges[:, 1]], axis=1)
+        order = np.argsort(edge_weights, kind="stable")
+        return cls(edges[order], edge_weights[order], max_distance, count)
+
+    def edges_within(self, distance: float) -> np.ndarray:
+        """Return the forest edges of weight at most ``distance``, which must not exceed ``max_distance``."""
+        if distance > self.max_distance:
+            raise ValueError(f"Linking distance {distance} exceeds this forest's maximum {self.max_distance}.")
+        return self.edges[: np.searchsorted(self.weights, distance, side="right")]
 
 
 class SpatialMap:
     """Particles of one tomogram: ids, classes, x, y, z positions in angstroms, scores and embeddings.
 
     ``bounds`` is a (2, 3) array of the tomogram's minimum and maximum x, y, z in angstroms.
-    The k-d trees, one over all particles and one per class, are built on first use.
+    The k-d trees, one over all particles and one per class, are built on first use. The arrays
+    are read-only, so the results memoised on the map cannot go stale.
     """
 
     def __init__(
@@ -30,19 +91,20 @@ class SpatialMap:
         class_names: tuple[str, ...] = CLASS_NAMES,
         embeddings: np.ndarray | None = None,
     ) -> None:
-        self.ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-        self.class_indices = np.asarray(class_indices, dtype=np.int16).reshape(-1)
-        self.positions = np.ascontiguousarray(positions, dtype=np.float64).reshape(-1, 3)
-        self.scores = np.asarray(scores, dtype=np.float32).reshape(-1)
-        self.bounds = np.asarray(bounds, dtype=np.float64).reshape(2, 3)
+        self.ids = _read_only(np.asarray(ids, dtype=np.int64).reshape(-1))
+        self.class_indices = _read_only(np.asarray(class_indices, dtype=np.int16).reshape(-1))
+        self.positions = _read_only(np.ascontiguousarray(positions, dtype=np.float64).reshape(-1, 3))
+        self.scores = _read_only(np.asarray(scores, dtype=np.float32).reshape(-1))
+        self.bounds = _read_only(np.asarray(bounds, dtype=np.float64).reshape(2, 3))
         self.class_names = tuple(str(name) for name in class_names)
-        self.embeddings = None if embeddings is None else np.asarray(embeddings, dtype=np.float32)
+        self.embeddings = None if embeddings is None else _read_only(np.asarray(embeddings, dtype=np.float32))
         self._validate()
         self._tree: cKDTree | None = None
         self._class_trees: dict[int, cKDTree] = {}
         self._class_members: dict[int, np.ndarray] = {}
         self._row_by_id: dict[int, int] | None = None
         self._x_sorted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.drop_cached_results()
 
     def _validate(self) -> None:
         count = len(self.ids)
@@ -118,7 +180,7 @@ class SpatialMap:
     def class_members(self, class_index: int) -> np.ndarray:
         """Return the row numbers of the particles of one class, in map order."""
         if class_index not in self._class_members:
-            self._class_members[class_index] = np.flatnonzero(self.class_indices == class_index)
+            self._class_members[class_index] = _read_only(np.flatnonzero(self.class_indices == class_index))
         return self._class_members[class_index]
 
     def class_tree(self, class_index: int) -> cKDTree:
@@ -145,8 +207,66 @@ class SpatialMap:
             self._row_by_id = {int(particle_id): row for row, particle_id in enumerate(self.ids)}
         return self._row_by_id[int(particle_id)]
 
-    def save(self, path: str | Path) -> None:
-        """Write the map to one uncompressed .npz file, which ``load`` reads without pickle."""
+    # ------------------------------------------------------------ memoised results
+
+    def drop_cached_results(self) -> None:
+        """Forget the memoised query results but keep the k-d trees; benchmarks use it to time first calls."""
+        self._nearest: dict[tuple[int, int], np.ndarray] = {}
+        self._forests: dict[int, LinkageForest] = {}
+        # Free-form memo of the query tools, keyed by tuples that start with the tool name.
+        self.query_cache: dict[tuple, object] = {}
+
+    def nearest_distances(self, index_a: int, index_b: int) -> np.ndarray:
+        """Return each class A particle's distance to the nearest other class B particle, in angstroms.
+
+        The array follows ``class_members(index_a)``. When A is B, a particle's own position is
+        skipped. Class B must have at least one particle, or two when A is B.
+        """
+        key = (index_a, index_b)
+        if key not in self._nearest:
+            points = self.positions[self.class_members(index_a)]
+            tree = self.class_tree(index_b)
+            if index_a == index_b:
+                distances = tree.query(points, k=2, workers=-1)[0][:, 1]
+            else:
+                distances = tree.query(points, k=1, workers=-1)[0]
+            self._nearest[key] = _read_only(np.ascontiguousarray(distances))
+        return self._nearest[key]
+
+    def linkage_forest(self, class_index: int, distance: float) -> LinkageForest:
+        """Return a linkage forest of one class that serves linking distances up to ``distance``.
+
+        A memoised forest is reused when its maximum covers ``distance``, and replaced by one
+        built at ``distance`` otherwise.
+        """
+        forest = self._forests.get(class_index)
+        if forest is None or forest.max_distance < distance:
+            points = self.positions[self.class_members(class_index)]
+            forest = LinkageForest.build(points, max(distance, forest.max_distance if forest else 0.0))
+            self._forests[class_index] = forest
+        return forest
+
+    def precompute(self, forest_distance: float = DEFAULT_FOREST_DISTANCE) -> None:
+        """Build the k-d trees, the nearest-neighbor distances of every class pair and each class's forest."""
+        self.tree  # noqa: B018 (builds the tree)
+        self.x_sorted()
+        for index_a in range(len(self.class_names)):
+            for index_b in range(len(self.class_names)):
+                if len(self.class_members(index_a)) and len(self.class_members(index_b)) > (index_a == index_b):
+                    self.nearest_distances(index_a, index_b)
+            self.linkage_forest(index_a, forest_distance)
+
+    # ------------------------------------------------------------ files
+
+    def save(self, path: str | Path, precompute: bool = True) -> None:
+        """Write the map to one uncompressed .npz file, which ``load`` reads without pickle.
+
+        With ``precompute``, the nearest-neighbor distances and forests are computed first, so the
+        file holds them and a loaded map answers those queries without recomputing. Otherwise the
+        file holds only the results already memoised.
+        """
+        if precompute:
+            self.precompute()
         arrays = {
             "format_version": np.array(FORMAT_VERSION),
             "ids": self.ids,
@@ -158,16 +278,69 @@ class SpatialMap:
         }
         if self.embeddings is not None:
             arrays["embeddings"] = self.embeddings
+        arrays.update(self._cached_arrays())
         with open(path, "wb") as file:
             np.savez(file, **arrays)
 
+    def _cached_arrays(self) -> dict[str, np.ndarray]:
+        arrays = {}
+        if self._nearest:
+            # Row r, column b: distance from particle r to the nearest class b particle, NaN where not computed.
+            table = np.full((len(self), len(self.class_names)), np.nan)
+            for (index_a, index_b), distances in self._nearest.items():
+                table[self.class_members(index_a), index_b] = distances
+            arrays["nearest_distances"] = table
+        if self._forests:
+            classes = sorted(self._forests)
+            forests = [self._forests[index] for index in classes]
+            arrays["forest_classes"] = np.array(classes, dtype=np.int64)
+            arrays["forest_max_distances"] = np.array([forest.max_distance for forest in forests])
+            arrays["forest_edge_counts"] = np.array([len(forest.weights) for forest in forests], dtype=np.int64)
+            arrays["forest_edges"] = np.concatenate([forest.edges for forest in forests])
+            arrays["forest_weights"] = np.concatenate([forest.weights for forest in forests])
+        return arrays
+
+    def _restore_cached_arrays(self, data, path) -> None:
+        if "nearest_distances" in data.files:
+            table = data["nearest_distances"]
+            if table.shape != (len(self), len(self.class_names)):
+                raise ValueError(
+                    f"Spatial map {path} has a nearest_distances table of shape {table.shape}, "
+                    f"expected {(len(self), len(self.class_names))}; write the file again."
+                )
+            for index_a in range(len(self.class_names)):
+                members = self.class_members(index_a)
+                for index_b in range(len(self.class_names)):
+                    column = table[members, index_b]
+                    if len(members) and not np.isnan(column).any():
+                        self._nearest[(index_a, index_b)] = _read_only(np.ascontiguousarray(column))
+        if "forest_classes" in data.files:
+            edges = data["forest_edges"]
+            weights = data["forest_weights"]
+            start = 0
+            for class_index, max_distance, edge_count in zip(
+                data["forest_classes"], data["forest_max_distances"], data["forest_edge_counts"], strict=True
+            ):
+                stop = start + int(edge_count)
+                member_count = len(self.class_members(int(class_index)))
+                if stop > len(edges) or (stop > start and edges[start:stop].max() >= member_count):
+                    raise ValueError(f"Spatial map {path} has an invalid forest for class {int(class_index)}.")
+                self._forests[int(class_index)] = LinkageForest(
+                    edges[start:stop], weights[start:stop], float(max_distance), member_count
+                )
+                start = stop
+
     @classmethod
     def load(cls, path: str | Path) -> SpatialMap:
+        """Read a map written by ``save``, with any results the file holds."""
         with np.load(path, allow_pickle=False) as data:
             version = int(data["format_version"])
-            if version != FORMAT_VERSION:
-                raise ValueError(f"Spatial map {path} has format version {version}; this code reads {FORMAT_VERSION}.")
-            return cls(
+            if version not in READABLE_VERSIONS:
+                raise ValueError(
+                    f"Spatial map {path} has format version {version}; this code reads versions "
+                    f"{', '.join(map(str, READABLE_VERSIONS))}."
+                )
+            spatial_map = cls(
                 ids=data["ids"],
                 class_indices=data["class_indices"],
                 positions=data["positions"],
@@ -176,3 +349,5 @@ class SpatialMap:
                 class_names=tuple(data["class_names"].tolist()),
                 embeddings=data["embeddings"] if "embeddings" in data.files else None,
             )
+            spatial_map._restore_cached_arrays(data, path)
+            return spatial_map
