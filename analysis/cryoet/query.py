@@ -525,23 +525,28 @@ def clusters(spatial_map: SpatialMap, params: ClustersParams) -> dict:
     listed_labels = reported_labels[: params.limit]
 
     # Only the members of listed clusters are gathered, grouped by their cluster's list position.
-    slot_of_label = np.full(len(sizes), -1, dtype=np.int64)
+    # Slots fit in int16 up to 32,767 listed clusters, and NumPy's stable sort of int16 is a linear radix sort.
+    slot_type = np.int16 if len(listed_labels) < np.iinfo(np.int16).max else np.int64
+    slot_of_label = np.full(len(sizes), -1, dtype=slot_type)
     slot_of_label[listed_labels] = np.arange(len(listed_labels))
     member_slots = slot_of_label[labels]
     listed_members = np.flatnonzero(member_slots >= 0)
     listed_members = listed_members[np.argsort(member_slots[listed_members], kind="stable")]
     starts = np.concatenate([[0], np.cumsum(sizes[listed_labels])])
 
+    ids_increasing = spatial_map.ids_increasing
     listed = []
     for slot, label in enumerate(listed_labels):
         member_rows = rows[listed_members[starts[slot] : starts[slot + 1]]]
         positions = spatial_map.positions[member_rows]
+        member_ids = spatial_map.ids[member_rows]
         listed.append(
             {
                 "size": int(sizes[label]),
                 "centroid": positions.mean(axis=0).tolist(),
                 "extent_angstrom": (positions.max(axis=0) - positions.min(axis=0)).tolist(),
-                "particle_ids": np.sort(spatial_map.ids[member_rows]).tolist(),
+                # Member rows are increasing, so their ids are already sorted when the map's ids are.
+                "particle_ids": (member_ids if ids_increasing else np.sort(member_ids)).tolist(),
             }
         )
     clustered = int(sizes[reported_labels].sum()) if len(reported_labels) else 0

@@ -1,6 +1,6 @@
 """A spatial map of the particles found in one tomogram, with k-d trees for fast queries.
 
-The map is immutable once built: its arrays are read-only views. So results derived from it,
+The map is immutable once built: its arrays are read-only copies. So results derived from it,
 the nearest-neighbor distances of each class pair and the single-linkage forest of each class,
 are computed once, memoised on the map and written to the saved file with the particles.
 """
@@ -31,6 +31,13 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     view = array.view()
     view.flags.writeable = False
     return view
+
+
+def _frozen_copy(array: np.ndarray, dtype) -> np.ndarray:
+    """Return a read-only copy, so that later changes to the caller's array cannot reach the map."""
+    copy = np.array(array, dtype=dtype, copy=True, order="C")
+    copy.flags.writeable = False
+    return copy
 
 
 class LinkageForest:
@@ -78,7 +85,8 @@ class SpatialMap:
 
     ``bounds`` is a (2, 3) array of the tomogram's minimum and maximum x, y, z in angstroms.
     The k-d trees, one over all particles and one per class, are built on first use. The arrays
-    are read-only, so the results memoised on the map cannot go stale.
+    are read-only copies of the inputs, so the results memoised on the map cannot go stale. ``ids_increasing`` is
+    True when the ids strictly increase with the row number.
     """
 
     def __init__(
@@ -91,13 +99,13 @@ class SpatialMap:
         class_names: tuple[str, ...] = CLASS_NAMES,
         embeddings: np.ndarray | None = None,
     ) -> None:
-        self.ids = _read_only(np.asarray(ids, dtype=np.int64).reshape(-1))
-        self.class_indices = _read_only(np.asarray(class_indices, dtype=np.int16).reshape(-1))
-        self.positions = _read_only(np.ascontiguousarray(positions, dtype=np.float64).reshape(-1, 3))
-        self.scores = _read_only(np.asarray(scores, dtype=np.float32).reshape(-1))
-        self.bounds = _read_only(np.asarray(bounds, dtype=np.float64).reshape(2, 3))
+        self.ids = _frozen_copy(ids, np.int64).reshape(-1)
+        self.class_indices = _frozen_copy(class_indices, np.int16).reshape(-1)
+        self.positions = _frozen_copy(positions, np.float64).reshape(-1, 3)
+        self.scores = _frozen_copy(scores, np.float32).reshape(-1)
+        self.bounds = _frozen_copy(bounds, np.float64).reshape(2, 3)
         self.class_names = tuple(str(name) for name in class_names)
-        self.embeddings = None if embeddings is None else _read_only(np.asarray(embeddings, dtype=np.float32))
+        self.embeddings = None if embeddings is None else _frozen_copy(embeddings, np.float32)
         self._validate()
         self._tree: cKDTree | None = None
         self._class_trees: dict[int, cKDTree] = {}
@@ -120,8 +128,8 @@ class SpatialMap:
         if count and (self.class_indices.min() < 0 or self.class_indices.max() >= len(self.class_names)):
             raise ValueError(f"SpatialMap class index out of range 0..{len(self.class_names) - 1}.")
         # Sorted ids, the common case, are checked in linear time before falling back to a sort.
-        ids_increasing = bool(np.all(self.ids[1:] > self.ids[:-1]))
-        if not ids_increasing and len(np.unique(self.ids)) != count:
+        self.ids_increasing = bool(np.all(self.ids[1:] > self.ids[:-1]))
+        if not self.ids_increasing and len(np.unique(self.ids)) != count:
             raise ValueError("SpatialMap particle ids must be unique.")
         if np.any(self.bounds[1] <= self.bounds[0]):
             raise ValueError(

@@ -68,3 +68,94 @@ def test_spatial_map_rejects_mismatched_rows():
         SpatialMap(ids=[1], class_indices=[0], positions=np.zeros((2, 3)), scores=[1.0], bounds=BOUNDS)
     with pytest.raises(ValueError, match="unique"):
         SpatialMap(ids=[1, 1], class_indices=[0, 0], positions=np.zeros((2, 3)), scores=[1.0, 1.0], bounds=BOUNDS)
+
+
+def brute_nearest(points_a, points_b, same_class):
+    pairwise = np.linalg.norm(points_a[:, None] - points_b[None], axis=2)
+    if same_class:
+        np.fill_diagonal(pairwise, np.inf)
+    return pairwise.min(axis=1)
+
+
+def test_spatial_map_nearest_distances_brute_force():
+    spatial_map = random_map()
+    for index_a, index_b in ((0, 3), (3, 0), (2, 2)):
+        points_a = spatial_map.positions[spatial_map.class_members(index_a)]
+        points_b = spatial_map.positions[spatial_map.class_members(index_b)]
+        np.testing.assert_allclose(
+            spatial_map.nearest_distances(index_a, index_b), brute_nearest(points_a, points_b, index_a == index_b)
+        )
+
+
+def test_spatial_map_saves_precomputed_results(tmp_path):
+    original = random_map()
+    path = tmp_path / "map.npz"
+    original.save(path)
+    loaded = SpatialMap.load(path)
+    assert loaded._nearest.keys() == original._nearest.keys()
+    assert len(loaded._nearest) == len(CLASS_NAMES) ** 2
+    for key, distances in original._nearest.items():
+        np.testing.assert_array_equal(loaded._nearest[key], distances)
+    for class_index, forest in original._forests.items():
+        np.testing.assert_array_equal(loaded._forests[class_index].edges, forest.edges)
+        np.testing.assert_array_equal(loaded._forests[class_index].weights, forest.weights)
+        assert loaded._forests[class_index].max_distance == forest.max_distance
+
+
+def test_spatial_map_save_without_precompute(tmp_path):
+    path = tmp_path / "map.npz"
+    original = random_map()
+    original.nearest_distances(1, 2)
+    original.save(path, precompute=False)
+    loaded = SpatialMap.load(path)
+    assert list(loaded._nearest) == [(1, 2)]
+    assert loaded._forests == {}
+
+
+def test_spatial_map_loads_format_version_1(tmp_path):
+    original = random_map()
+    path = tmp_path / "map.npz"
+    np.savez(
+        path,
+        format_version=np.array(1),
+        ids=original.ids,
+        class_indices=original.class_indices,
+        positions=original.positions,
+        scores=original.scores,
+        bounds=original.bounds,
+        class_names=np.array(CLASS_NAMES),
+    )
+    loaded = SpatialMap.load(path)
+    np.testing.assert_array_equal(loaded.positions, original.positions)
+    assert loaded._nearest == {}
+
+
+def test_spatial_map_rejects_bad_distance_table(tmp_path):
+    original = random_map()
+    path = tmp_path / "map.npz"
+    original.save(path, precompute=False)
+    with np.load(path) as data:
+        arrays = dict(data)
+    arrays["nearest_distances"] = np.zeros((3, 6))
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match="nearest_distances table of shape"):
+        SpatialMap.load(path)
+
+
+def test_spatial_map_arrays_read_only_copies():
+    positions = np.zeros((2, 3))
+    spatial_map = SpatialMap(ids=[1, 2], class_indices=[0, 1], positions=positions, scores=[1.0, 1.0], bounds=BOUNDS)
+    with pytest.raises(ValueError, match="read-only"):
+        spatial_map.positions[0, 0] = 5.0
+    positions[0, 0] = 5.0
+    assert spatial_map.positions[0, 0] == 0.0
+
+
+def test_linkage_forest_edges_within_limit():
+    spatial_map = random_map()
+    forest = spatial_map.linkage_forest(0, 400.0)
+    assert np.all(np.diff(forest.weights) >= 0)
+    assert np.all(forest.weights <= 400.0)
+    assert len(forest.edges_within(200.0)) == np.count_nonzero(forest.weights <= 200.0)
+    with pytest.raises(ValueError, match="exceeds"):
+        forest.edges_within(500.0)
