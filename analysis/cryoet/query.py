@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
-from scipy.spatial import cKDTree
 
-from analysis.cryoet.spatial import SpatialMap
+from analysis.cryoet.spatial import DEFAULT_CSR_SAMPLE, DEFAULT_CSR_SEED, DEFAULT_CSR_SIMULATIONS, SpatialMap
 
 ANGSTROM3_PER_UM3 = 1e12
 
@@ -100,13 +99,14 @@ class NearestNeighborParams:
     class_b: str | None = field(default=None, metadata=_describe("Class measured to; defaults to class_a."))
     bins: int = field(default=20, metadata=_describe("Number of histogram bins.", minimum=1, maximum=200))
     simulations: int = field(
-        default=99, metadata=_describe("Monte Carlo simulations of uniform points.", minimum=0, maximum=999)
+        default=DEFAULT_CSR_SIMULATIONS,
+        metadata=_describe("Monte Carlo simulations of uniform points.", minimum=0, maximum=999),
     )
     significance: float = field(default=0.05, metadata=_describe("Two-sided test level.", exclusiveMinimum=0))
     max_sample: int = field(
-        default=2000, metadata=_describe("Class A particles sampled for the CSR statistic.", minimum=10)
+        default=DEFAULT_CSR_SAMPLE, metadata=_describe("Class A particles sampled for the CSR statistic.", minimum=10)
     )
-    seed: int = field(default=0, metadata=_describe("Random seed of the simulations.", minimum=0))
+    seed: int = field(default=DEFAULT_CSR_SEED, metadata=_describe("Random seed of the simulations.", minimum=0))
     include_distances: bool = field(default=True, metadata=_describe("List every class A particle's distance."))
 
     def validate(self, spatial_map: SpatialMap) -> None:
@@ -340,60 +340,6 @@ def _memo(spatial_map: SpatialMap, key: tuple, compute: Callable[[], typing.Any]
     return value
 
 
-def _simulate_mean_nearest(
-    bounds: np.ndarray, points_a: np.ndarray | None, count_b: int, sample_size: int, rng: np.random.Generator
-) -> float:
-    """Return the mean nearest-neighbor distance of one simulation of uniform points in ``bounds``.
-
-    With ``points_a`` (two classes), ``count_b`` uniform points replace class B and the distance is
-    measured from each point of ``points_a``. Without it (one class), ``count_b`` uniform points are
-    measured among themselves from the first ``sample_size`` of them, which are as random as any.
-    """
-    uniform = rng.uniform(bounds[0], bounds[1], size=(count_b, 3))
-    # Unbalanced trees build about twice as fast and are only queried a few thousand times.
-    tree = cKDTree(uniform, balanced_tree=False, compact_nodes=False)
-    if points_a is None:
-        distances, _ = tree.query(uniform[:sample_size], k=2, workers=-1)
-        return float(distances[:, 1].mean())
-    distances, _ = tree.query(points_a, k=1, workers=-1)
-    return float(distances.mean())
-
-
-def _csr_null(
-    spatial_map: SpatialMap, index_a: int, index_b: int, params: NearestNeighborParams
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return the sampled class A members and the simulated statistics, memoised on the map.
-
-    Simulation i draws from its own stream, seeded by (seed, i), so a memoised run of S
-    simulations serves any request for at most S and is extended for more.
-    """
-    count_a = len(spatial_map.class_members(index_a))
-    sample_size = min(count_a, params.max_sample)
-    key = ("csr", index_a, index_b, sample_size, params.seed)
-    entry = spatial_map.query_cache.get(key)
-    if entry is None:
-        if count_a > sample_size:
-            rng = np.random.default_rng([params.seed, 0])
-            sample = np.sort(rng.choice(count_a, sample_size, replace=False))
-        else:
-            sample = np.arange(count_a)
-        entry = {"sample": sample, "simulated": np.empty(0)}
-        spatial_map.query_cache[key] = entry
-    done = len(entry["simulated"])
-    if params.simulations > done:
-        same_class = index_a == index_b
-        points_a = None if same_class else spatial_map.positions[spatial_map.class_members(index_a)[entry["sample"]]]
-        count_b = len(spatial_map.class_members(index_b))
-        extra = [
-            _simulate_mean_nearest(
-                spatial_map.bounds, points_a, count_b, sample_size, np.random.default_rng([params.seed, 1, index])
-            )
-            for index in range(done, params.simulations)
-        ]
-        entry["simulated"] = np.concatenate([entry["simulated"], extra])
-    return entry["sample"], entry["simulated"][: params.simulations]
-
-
 def _csr_test(spatial_map: SpatialMap, index_a: int, index_b: int, params: NearestNeighborParams) -> dict:
     """Compare the mean nearest-neighbor distance with simulations of uniform points in the tomogram bounds.
 
@@ -401,10 +347,10 @@ def _csr_test(spatial_map: SpatialMap, index_a: int, index_b: int, params: Neare
     them among themselves. For two classes, class A stays fixed and class B is replaced by uniform
     points. Class A is subsampled to ``max_sample`` particles for the statistic. The p-value is
     two-sided and rank-based, so its smallest value is 2 / (simulations + 1). The simulations of
-    each (class A, class B, sample size, seed) are memoised on the map, because they depend only
-    on those, the class sizes and the bounds.
+    each (class A, class B, sample size, seed) are memoised on the map (see ``SpatialMap.csr_null``),
+    because they depend only on those, the class sizes and the bounds.
     """
-    sample, simulated = _csr_null(spatial_map, index_a, index_b, params)
+    sample, simulated = spatial_map.csr_null(index_a, index_b, params.max_sample, params.seed, params.simulations)
     observed = float(spatial_map.nearest_distances(index_a, index_b)[sample].mean())
     if params.simulations == 0:
         return {"observed_mean_angstrom": observed, "simulations": 0, "verdict": None, "p_value": None}

@@ -1,8 +1,8 @@
 """A spatial map of the particles found in one tomogram, with k-d trees for fast queries.
 
 The map is immutable once built: its arrays are read-only copies. So results derived from it,
-the nearest-neighbor distances of each class pair and the single-linkage forest of each class,
-are computed once, memoised on the map and written to the saved file with the particles.
+the nearest-neighbor distances and CSR Monte Carlo nulls of each class pair and the single-linkage
+forest of each class, are computed once, memoised on the map and written to the saved file.
 """
 
 from __future__ import annotations
@@ -24,6 +24,12 @@ READABLE_VERSIONS = (1, 2)
 # Largest linking distance, in angstroms, that the forests built by ``precompute`` serve. Larger
 # linking distances build a new forest on first use.
 DEFAULT_FOREST_DISTANCE = 500.0
+
+# Defaults of the complete-spatial-randomness test: class A particles sampled for the statistic,
+# Monte Carlo simulations and seed. ``precompute`` simulates these for every class pair.
+DEFAULT_CSR_SAMPLE = 2000
+DEFAULT_CSR_SIMULATIONS = 99
+DEFAULT_CSR_SEED = 0
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -78,6 +84,18 @@ class LinkageForest:
         if distance > self.max_distance:
             raise ValueError(f"Linking distance {distance} exceeds this forest's maximum {self.max_distance}.")
         return self.edges[: np.searchsorted(self.weights, distance, side="right")]
+
+
+class CsrNull:
+    """Monte Carlo null of the CSR test for one (class A, class B, sample size, seed).
+
+    ``sample`` holds the sampled class A member indices, and ``simulated`` the mean
+    nearest-neighbor distance of each simulation so far, in angstroms.
+    """
+
+    def __init__(self, sample: np.ndarray, simulated: np.ndarray) -> None:
+        self.sample = _read_only(np.asarray(sample, dtype=np.int64))
+        self.simulated = _read_only(np.asarray(simulated, dtype=np.float64))
 
 
 class SpatialMap:
@@ -221,6 +239,7 @@ class SpatialMap:
         """Forget the memoised query results but keep the k-d trees; benchmarks use it to time first calls."""
         self._nearest: dict[tuple[int, int], np.ndarray] = {}
         self._forests: dict[int, LinkageForest] = {}
+        self._csr_nulls: dict[tuple[int, int, int, int], CsrNull] = {}
         # Free-form memo of the query tools, keyed by tuples that start with the tool name.
         self.query_cache: dict[tuple, object] = {}
 
@@ -254,24 +273,102 @@ class SpatialMap:
             self._forests[class_index] = forest
         return forest
 
-    def precompute(self, forest_distance: float = DEFAULT_FOREST_DISTANCE) -> None:
-        """Build the k-d trees, the nearest-neighbor distances of every class pair and each class's forest."""
+    def _csr_entry(self, index_a: int, index_b: int, max_sample: int, seed: int) -> CsrNull:
+        count_a = len(self.class_members(index_a))
+        sample_size = min(count_a, max_sample)
+        key = (index_a, index_b, sample_size, seed)
+        if key not in self._csr_nulls:
+            if count_a > sample_size:
+                rng = np.random.default_rng([seed, 0])
+                sample = np.sort(rng.choice(count_a, sample_size, replace=False))
+            else:
+                sample = np.arange(count_a)
+            self._csr_nulls[key] = CsrNull(sample, np.empty(0))
+        return self._csr_nulls[key]
+
+    def csr_null(
+        self, index_a: int, index_b: int, max_sample: int, seed: int, simulations: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return the sampled class A member indices and the first ``simulations`` simulated statistics.
+
+        Each simulation draws as many uniform points in the bounds as class B has, and returns the
+        mean distance from the sampled class A particles to the nearest of them. When A is B, the
+        uniform points are measured among themselves from the first sample-size of them, which are
+        as random as any. Simulation i draws from its own stream, seeded by (seed, i), so a memoised
+        run of S simulations serves any request for at most S and is extended for more. Class B
+        must have at least one particle, or two when A is B.
+        """
+        self._extend_csr_nulls(index_b, [index_a], max_sample, seed, simulations)
+        entry = self._csr_entry(index_a, index_b, max_sample, seed)
+        return entry.sample, entry.simulated[:simulations]
+
+    def _extend_csr_nulls(
+        self, index_b: int, indices_a: list[int], max_sample: int, seed: int, simulations: int
+    ) -> None:
+        """Simulate the nulls of several classes A against class B, sharing each simulation's points."""
+        entries = {index_a: self._csr_entry(index_a, index_b, max_sample, seed) for index_a in indices_a}
+        pending = {index_a: entry for index_a, entry in entries.items() if len(entry.simulated) < simulations}
+        if not pending:
+            return
+        count_b = len(self.class_members(index_b))
+        points_a = {
+            index_a: self.positions[self.class_members(index_a)[entry.sample]]
+            for index_a, entry in pending.items()
+            if index_a != index_b
+        }
+        new_values: dict[int, list[float]] = {index_a: [] for index_a in pending}
+        for simulation in range(min(len(entry.simulated) for entry in pending.values()), simulations):
+            rng = np.random.default_rng([seed, 1, simulation])
+            uniform = rng.uniform(self.bounds[0], self.bounds[1], size=(count_b, 3))
+            # Unbalanced trees build about twice as fast and are only queried a few thousand times.
+            tree = cKDTree(uniform, balanced_tree=False, compact_nodes=False)
+            for index_a, entry in pending.items():
+                if simulation < len(entry.simulated):
+                    continue
+                if index_a == index_b:
+                    distances = tree.query(uniform[: len(entry.sample)], k=2, workers=-1)[0][:, 1]
+                else:
+                    distances = tree.query(points_a[index_a], k=1, workers=-1)[0]
+                new_values[index_a].append(float(distances.mean()))
+        for index_a, entry in pending.items():
+            key = (index_a, index_b, len(entry.sample), seed)
+            self._csr_nulls[key] = CsrNull(entry.sample, np.concatenate([entry.simulated, new_values[index_a]]))
+
+    def precompute(
+        self,
+        forest_distance: float = DEFAULT_FOREST_DISTANCE,
+        csr_simulations: int = DEFAULT_CSR_SIMULATIONS,
+    ) -> None:
+        """Build the k-d trees, every class pair's nearest-neighbor distances and CSR null, and each class's forest.
+
+        The CSR nulls use the default sample size and seed, and each simulation's uniform points
+        serve every class A at once.
+        """
         self.tree  # noqa: B018 (builds the tree)
         self.x_sorted()
-        for index_a in range(len(self.class_names)):
-            for index_b in range(len(self.class_names)):
-                if len(self.class_members(index_a)) and len(self.class_members(index_b)) > (index_a == index_b):
-                    self.nearest_distances(index_a, index_b)
-            self.linkage_forest(index_a, forest_distance)
+        class_range = range(len(self.class_names))
+        for index_b in class_range:
+            count_b = len(self.class_members(index_b))
+            indices_a = [
+                index_a
+                for index_a in class_range
+                if len(self.class_members(index_a)) and count_b > (index_a == index_b)
+            ]
+            for index_a in indices_a:
+                self.nearest_distances(index_a, index_b)
+            if indices_a and csr_simulations:
+                self._extend_csr_nulls(index_b, indices_a, DEFAULT_CSR_SAMPLE, DEFAULT_CSR_SEED, csr_simulations)
+        for class_index in class_range:
+            self.linkage_forest(class_index, forest_distance)
 
     # ------------------------------------------------------------ files
 
     def save(self, path: str | Path, precompute: bool = True) -> None:
         """Write the map to one uncompressed .npz file, which ``load`` reads without pickle.
 
-        With ``precompute``, the nearest-neighbor distances and forests are computed first, so the
-        file holds them and a loaded map answers those queries without recomputing. Otherwise the
-        file holds only the results already memoised.
+        With ``precompute``, the results of ``precompute`` are computed first, so the file holds
+        them and a loaded map answers those queries without recomputing. Otherwise the file holds
+        only the results already memoised.
         """
         if precompute:
             self.precompute()
@@ -306,6 +403,13 @@ class SpatialMap:
             arrays["forest_edge_counts"] = np.array([len(forest.weights) for forest in forests], dtype=np.int64)
             arrays["forest_edges"] = np.concatenate([forest.edges for forest in forests])
             arrays["forest_weights"] = np.concatenate([forest.weights for forest in forests])
+        if self._csr_nulls:
+            keys = sorted(self._csr_nulls)
+            nulls = [self._csr_nulls[key] for key in keys]
+            arrays["csr_keys"] = np.array(keys, dtype=np.int64).reshape(-1, 4)
+            arrays["csr_simulation_counts"] = np.array([len(null.simulated) for null in nulls], dtype=np.int64)
+            arrays["csr_samples"] = np.concatenate([null.sample for null in nulls])
+            arrays["csr_simulated"] = np.concatenate([null.simulated for null in nulls])
         return arrays
 
     def _restore_cached_arrays(self, data, path) -> None:
@@ -337,6 +441,20 @@ class SpatialMap:
                     edges[start:stop], weights[start:stop], float(max_distance), member_count
                 )
                 start = stop
+        if "csr_keys" in data.files:
+            samples = data["csr_samples"]
+            simulated = data["csr_simulated"]
+            sample_start = simulation_start = 0
+            for key, simulation_count in zip(data["csr_keys"], data["csr_simulation_counts"], strict=True):
+                index_a, index_b, sample_size, seed = (int(value) for value in key)
+                sample = samples[sample_start : sample_start + sample_size]
+                if len(sample) != sample_size or (sample_size and sample.max() >= len(self.class_members(index_a))):
+                    raise ValueError(f"Spatial map {path} has an invalid CSR sample for classes {index_a}, {index_b}.")
+                self._csr_nulls[(index_a, index_b, sample_size, seed)] = CsrNull(
+                    sample, simulated[simulation_start : simulation_start + int(simulation_count)]
+                )
+                sample_start += sample_size
+                simulation_start += int(simulation_count)
 
     @classmethod
     def load(cls, path: str | Path) -> SpatialMap:

@@ -96,6 +96,10 @@ def test_spatial_map_saves_precomputed_results(tmp_path):
     assert len(loaded._nearest) == len(CLASS_NAMES) ** 2
     for key, distances in original._nearest.items():
         np.testing.assert_array_equal(loaded._nearest[key], distances)
+    assert loaded._csr_nulls.keys() == original._csr_nulls.keys()
+    for key, null in original._csr_nulls.items():
+        np.testing.assert_array_equal(loaded._csr_nulls[key].sample, null.sample)
+        np.testing.assert_array_equal(loaded._csr_nulls[key].simulated, null.simulated)
     for class_index, forest in original._forests.items():
         np.testing.assert_array_equal(loaded._forests[class_index].edges, forest.edges)
         np.testing.assert_array_equal(loaded._forests[class_index].weights, forest.weights)
@@ -159,3 +163,25 @@ def test_linkage_forest_edges_within_limit():
     assert len(forest.edges_within(200.0)) == np.count_nonzero(forest.weights <= 200.0)
     with pytest.raises(ValueError, match="exceeds"):
         forest.edges_within(500.0)
+
+
+def test_spatial_map_precomputed_csr_equals_on_demand():
+    precomputed = random_map()
+    precomputed.precompute(csr_simulations=9)
+    for index_a, index_b in ((0, 3), (3, 3), (5, 1)):
+        sample, simulated = precomputed.csr_null(index_a, index_b, max_sample=2000, seed=0, simulations=9)
+        on_demand = random_map()
+        expected_sample, expected_simulated = on_demand.csr_null(index_a, index_b, 2000, 0, 9)
+        np.testing.assert_array_equal(sample, expected_sample)
+        np.testing.assert_array_equal(simulated, expected_simulated)
+        assert len(simulated) == 9
+
+
+def test_spatial_map_csr_null_sample_and_seed():
+    spatial_map = random_map(count=2000)
+    sample, simulated = spatial_map.csr_null(1, 2, max_sample=30, seed=4, simulations=5)
+    other_sample, other_simulated = spatial_map.csr_null(1, 2, max_sample=30, seed=5, simulations=5)
+    assert len(sample) == 30
+    assert len(np.unique(sample)) == 30
+    assert not np.array_equal(sample, other_sample)
+    assert not np.array_equal(simulated, other_simulated)
