@@ -18,8 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import connected_components
 
 from analysis.cryoet.spatial import DEFAULT_CSR_SAMPLE, DEFAULT_CSR_SEED, DEFAULT_CSR_SIMULATIONS, SpatialMap
 
@@ -439,73 +437,93 @@ def nearest_neighbor_distances(spatial_map: SpatialMap, params: NearestNeighborP
     return result
 
 
-def _cluster_labels(spatial_map: SpatialMap, class_index: int, distance: float) -> np.ndarray:
-    """Return the single-linkage cluster label of each class member at a linking distance."""
-    count = len(spatial_map.class_members(class_index))
-    if count == 0:
-        return np.empty(0, dtype=np.int64)
-    edges = spatial_map.linkage_forest(class_index, distance).edges_within(distance)
-    graph = csr_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])), shape=(count, count))
-    # Weak components of the one-way forest graph are the clusters, without a symmetric copy.
-    _, labels = connected_components(graph, directed=True, connection="weak")
-    return labels
+# Most recent clusters results kept, as (class, linking distance, min_size, limit).
+CLUSTERS_CACHE_ENTRIES = 16
+
+
+def _copy_clusters_result(result: dict) -> dict:
+    """Return a copy whose lists a caller may change without touching the memoised result."""
+    copied = dict(result)
+    copied["clusters"] = [
+        {key: list(value) if isinstance(value, list) else value for key, value in cluster.items()}
+        for cluster in result["clusters"]
+    ]
+    return copied
 
 
 def clusters(spatial_map: SpatialMap, params: ClustersParams) -> dict:
     """Group the particles of one class by single linkage at ``link_distance_angstrom``.
 
     Two particles share a cluster when a chain of particles links them with each step at most the
-    linking distance. Clusters smaller than ``min_size`` are counted as unclustered. The labels
-    come from the class's memoised linkage forest (see ``SpatialMap.linkage_forest``), which
-    serves every linking distance up to the largest it was built for.
+    linking distance. Clusters smaller than ``min_size`` are counted as unclustered. Clusters are
+    listed largest first, ties by their smallest row. The clusters come from the class's memoised
+    linkage forest (see ``SpatialMap.linkage_forest``), which serves every linking distance up to
+    the largest it was built for, and the most recent results are memoised too.
     """
     params.validate(spatial_map)
     class_index = spatial_map.class_index(params.class_name)
+    key = ("clusters", class_index, float(params.link_distance_angstrom), params.min_size, params.limit)
+    result = _memo(
+        spatial_map, key, lambda: _compute_clusters(spatial_map, class_index, params), CLUSTERS_CACHE_ENTRIES
+    )
+    return _copy_clusters_result(result)
+
+
+def _compute_clusters(spatial_map: SpatialMap, class_index: int, params: ClustersParams) -> dict:
     rows = spatial_map.class_members(class_index)
     count = len(rows)
-    labels = _cluster_labels(spatial_map, class_index, params.link_distance_angstrom)
+    if count:
+        forest = spatial_map.linkage_forest(class_index, params.link_distance_angstrom)
+        order = forest.order
+        starts = forest.cluster_starts(params.link_distance_angstrom)
+        sizes = np.diff(np.append(starts, count))
+        smallest_member = np.minimum.reduceat(order, starts)
+    else:
+        order = starts = sizes = smallest_member = np.empty(0, dtype=np.int64)
+    reported = np.flatnonzero(sizes >= params.min_size)
+    reported = reported[np.lexsort((smallest_member[reported], -sizes[reported]))]
+    listed_clusters = reported[: params.limit]
 
-    sizes = np.bincount(labels) if count else np.empty(0, dtype=np.int64)
-    reported_labels = np.flatnonzero(sizes >= params.min_size)
-    reported_labels = reported_labels[np.argsort(-sizes[reported_labels], kind="stable")]
-    listed_labels = reported_labels[: params.limit]
+    # Each listed cluster is a run of the forest order. Marking the runs with the cluster's slot
+    # and sorting the marked members by slot groups them with rows increasing within a cluster.
+    # Slots fit in int16 up to 32,767 listed clusters, and NumPy's stable sort of int16 is a radix sort.
+    slot_type = np.int16 if len(listed_clusters) < np.iinfo(np.int16).max else np.int64
+    member_slots = np.full(count, -1, dtype=slot_type)
+    for slot, cluster in enumerate(listed_clusters):
+        member_slots[order[starts[cluster] : starts[cluster] + sizes[cluster]]] = slot
+    members = np.flatnonzero(member_slots >= 0)
+    members = members[np.argsort(member_slots[members], kind="stable")]
+    member_rows = rows[members]
+    offsets = np.concatenate([[0], np.cumsum(sizes[listed_clusters])]).astype(np.int64)
 
-    # Only the members of listed clusters are gathered, grouped by their cluster's list position.
-    # Slots fit in int16 up to 32,767 listed clusters, and NumPy's stable sort of int16 is a linear radix sort.
-    slot_type = np.int16 if len(listed_labels) < np.iinfo(np.int16).max else np.int64
-    slot_of_label = np.full(len(sizes), -1, dtype=slot_type)
-    slot_of_label[listed_labels] = np.arange(len(listed_labels))
-    member_slots = slot_of_label[labels]
-    listed_members = np.flatnonzero(member_slots >= 0)
-    listed_members = listed_members[np.argsort(member_slots[listed_members], kind="stable")]
-    starts = np.concatenate([[0], np.cumsum(sizes[listed_labels])])
-
-    ids_increasing = spatial_map.ids_increasing
     listed = []
-    for slot, label in enumerate(listed_labels):
-        member_rows = rows[listed_members[starts[slot] : starts[slot + 1]]]
+    if len(listed_clusters):
         positions = spatial_map.positions[member_rows]
+        centroids = np.add.reduceat(positions, offsets[:-1]) / sizes[listed_clusters][:, None]
+        extents = np.maximum.reduceat(positions, offsets[:-1]) - np.minimum.reduceat(positions, offsets[:-1])
         member_ids = spatial_map.ids[member_rows]
-        listed.append(
-            {
-                "size": int(sizes[label]),
-                "centroid": positions.mean(axis=0).tolist(),
-                "extent_angstrom": (positions.max(axis=0) - positions.min(axis=0)).tolist(),
-                # Member rows are increasing, so their ids are already sorted when the map's ids are.
-                "particle_ids": (member_ids if ids_increasing else np.sort(member_ids)).tolist(),
-            }
-        )
-    clustered = int(sizes[reported_labels].sum()) if len(reported_labels) else 0
+        for slot, cluster in enumerate(listed_clusters):
+            ids = member_ids[offsets[slot] : offsets[slot + 1]]
+            listed.append(
+                {
+                    "size": int(sizes[cluster]),
+                    "centroid": centroids[slot].tolist(),
+                    "extent_angstrom": extents[slot].tolist(),
+                    # Rows increase within a cluster, so the ids are already sorted when the map's ids are.
+                    "particle_ids": (ids if spatial_map.ids_increasing else np.sort(ids)).tolist(),
+                }
+            )
+    clustered = int(sizes[reported].sum())
     return {
         "class_name": params.class_name,
         "link_distance_angstrom": float(params.link_distance_angstrom),
         "min_size": params.min_size,
         "particle_count": int(count),
-        "cluster_count": int(len(reported_labels)),
+        "cluster_count": int(len(reported)),
         "clustered_particle_count": clustered,
         "unclustered_particle_count": int(count - clustered),
         "clusters": listed,
-        "truncated": bool(len(reported_labels) > params.limit),
+        "truncated": bool(len(reported) > params.limit),
     }
 
 

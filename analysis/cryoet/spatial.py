@@ -7,6 +7,8 @@ forest of each class, are computed once, memoised on the map and written to the 
 
 from __future__ import annotations
 
+import heapq
+import math
 from pathlib import Path
 
 import numpy as np
@@ -47,19 +49,25 @@ def _frozen_copy(array: np.ndarray, dtype) -> np.ndarray:
 
 
 class LinkageForest:
-    """Minimum spanning forest of the graph linking a class's particles closer than ``max_distance``.
+    """Single-linkage order of one class's particles, valid for linking distances up to ``max_distance``.
 
-    ``edges`` holds pairs of class member indices (positions in ``class_members``), sorted by
-    ``weights``, their distances in angstroms. For any linking distance d up to ``max_distance``,
-    the edges of weight at most d link exactly the single-linkage clusters at d, because Kruskal's
-    algorithm adds edges in weight order.
+    ``order`` lists the class member indices (positions in ``class_members``) in the order that
+    Prim's algorithm visits the minimum spanning forest of the graph linking members closer than
+    ``max_distance``. ``reachability[i]`` is the length in angstroms of the edge that reached
+    ``order[i]``, and infinite where a new tree starts. Prim's algorithm takes the lightest edge
+    leaving the visited set, so it visits every set linked by edges of at most d before it takes
+    a longer edge. The single-linkage clusters at any d up to ``max_distance`` are therefore the
+    runs of ``order`` that start where ``reachability`` exceeds d.
     """
 
-    def __init__(self, edges: np.ndarray, weights: np.ndarray, max_distance: float, member_count: int) -> None:
-        self.edges = _read_only(np.asarray(edges, dtype=np.int64).reshape(-1, 2))
-        self.weights = _read_only(np.asarray(weights, dtype=np.float64).reshape(-1))
+    def __init__(self, order: np.ndarray, reachability: np.ndarray, max_distance: float) -> None:
+        self.order = _read_only(np.asarray(order, dtype=np.int64).reshape(-1))
+        self.reachability = _read_only(np.asarray(reachability, dtype=np.float64).reshape(-1))
         self.max_distance = float(max_distance)
-        self.member_count = int(member_count)
+        if len(self.order) != len(self.reachability):
+            raise ValueError(
+                f"LinkageForest order has {len(self.order)} members but reachability has {len(self.reachability)}."
+            )
 
     @classmethod
     def build(cls, points: np.ndarray, max_distance: float) -> LinkageForest:
@@ -76,14 +84,44 @@ class LinkageForest:
         forest = minimum_spanning_tree(graph).tocoo()
         edges = np.stack([forest.row, forest.col], axis=1).astype(np.int64)
         edge_weights = np.linalg.norm(points[edges[:, 0]] - points[edges[:, 1]], axis=1)
-        order = np.argsort(edge_weights, kind="stable")
-        return cls(edges[order], edge_weights[order], max_distance, count)
+        order, reachability = _prim_order(edges, edge_weights, count)
+        return cls(order, reachability, max_distance)
 
-    def edges_within(self, distance: float) -> np.ndarray:
-        """Return the forest edges of weight at most ``distance``, which must not exceed ``max_distance``."""
+    def cluster_starts(self, distance: float) -> np.ndarray:
+        """Return the positions in ``order`` where the clusters at a linking distance start."""
         if distance > self.max_distance:
             raise ValueError(f"Linking distance {distance} exceeds this forest's maximum {self.max_distance}.")
-        return self.edges[: np.searchsorted(self.weights, distance, side="right")]
+        return np.flatnonzero(self.reachability > distance)
+
+
+def _prim_order(edges: np.ndarray, weights: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return Prim's visiting order of a forest and the weight of the edge that reached each node."""
+    ends = np.concatenate([edges, edges[:, ::-1]])
+    end_weights = np.concatenate([weights, weights])
+    by_start = np.argsort(ends[:, 0], kind="stable")
+    neighbors = ends[by_start, 1].tolist()
+    neighbor_weights = end_weights[by_start].tolist()
+    offsets = np.searchsorted(ends[by_start, 0], np.arange(count + 1)).tolist()
+
+    visited = bytearray(count)
+    order: list[int] = []
+    reachability: list[float] = []
+    for root in range(count):
+        if visited[root]:
+            continue
+        heap = [(math.inf, root)]
+        while heap:
+            reach, node = heapq.heappop(heap)
+            if visited[node]:
+                continue
+            visited[node] = 1
+            order.append(node)
+            reachability.append(reach)
+            for slot in range(offsets[node], offsets[node + 1]):
+                neighbor = neighbors[slot]
+                if not visited[neighbor]:
+                    heapq.heappush(heap, (neighbor_weights[slot], neighbor))
+    return np.array(order, dtype=np.int64), np.array(reachability, dtype=np.float64)
 
 
 class CsrNull:
@@ -321,14 +359,15 @@ class SpatialMap:
             rng = np.random.default_rng([seed, 1, simulation])
             uniform = rng.uniform(self.bounds[0], self.bounds[1], size=(count_b, 3))
             # Unbalanced trees build about twice as fast and are only queried a few thousand times.
+            # One worker, because starting threads cost more than a query of at most max_sample points.
             tree = cKDTree(uniform, balanced_tree=False, compact_nodes=False)
             for index_a, entry in pending.items():
                 if simulation < len(entry.simulated):
                     continue
                 if index_a == index_b:
-                    distances = tree.query(uniform[: len(entry.sample)], k=2, workers=-1)[0][:, 1]
+                    distances = tree.query(uniform[: len(entry.sample)], k=2)[0][:, 1]
                 else:
-                    distances = tree.query(points_a[index_a], k=1, workers=-1)[0]
+                    distances = tree.query(points_a[index_a], k=1)[0]
                 new_values[index_a].append(float(distances.mean()))
         for index_a, entry in pending.items():
             key = (index_a, index_b, len(entry.sample), seed)
@@ -400,9 +439,8 @@ class SpatialMap:
             forests = [self._forests[index] for index in classes]
             arrays["forest_classes"] = np.array(classes, dtype=np.int64)
             arrays["forest_max_distances"] = np.array([forest.max_distance for forest in forests])
-            arrays["forest_edge_counts"] = np.array([len(forest.weights) for forest in forests], dtype=np.int64)
-            arrays["forest_edges"] = np.concatenate([forest.edges for forest in forests])
-            arrays["forest_weights"] = np.concatenate([forest.weights for forest in forests])
+            arrays["forest_orders"] = np.concatenate([forest.order for forest in forests])
+            arrays["forest_reachability"] = np.concatenate([forest.reachability for forest in forests])
         if self._csr_nulls:
             keys = sorted(self._csr_nulls)
             nulls = [self._csr_nulls[key] for key in keys]
@@ -427,19 +465,18 @@ class SpatialMap:
                     if len(members) and not np.isnan(column).any():
                         self._nearest[(index_a, index_b)] = _read_only(np.ascontiguousarray(column))
         if "forest_classes" in data.files:
-            edges = data["forest_edges"]
-            weights = data["forest_weights"]
+            orders = data["forest_orders"]
+            reachability = data["forest_reachability"]
             start = 0
-            for class_index, max_distance, edge_count in zip(
-                data["forest_classes"], data["forest_max_distances"], data["forest_edge_counts"], strict=True
-            ):
-                stop = start + int(edge_count)
+            for class_index, max_distance in zip(data["forest_classes"], data["forest_max_distances"], strict=True):
                 member_count = len(self.class_members(int(class_index)))
-                if stop > len(edges) or (stop > start and edges[start:stop].max() >= member_count):
-                    raise ValueError(f"Spatial map {path} has an invalid forest for class {int(class_index)}.")
-                self._forests[int(class_index)] = LinkageForest(
-                    edges[start:stop], weights[start:stop], float(max_distance), member_count
-                )
+                stop = start + member_count
+                order = orders[start:stop]
+                if len(order) != member_count or not np.array_equal(np.sort(order), np.arange(member_count)):
+                    raise ValueError(
+                        f"Spatial map {path} has an invalid forest for class {int(class_index)}; write the file again."
+                    )
+                self._forests[int(class_index)] = LinkageForest(order, reachability[start:stop], float(max_distance))
                 start = stop
         if "csr_keys" in data.files:
             samples = data["csr_samples"]

@@ -396,3 +396,26 @@ def test_tools_after_save_and_load_equal_fresh(tmp_path):
     fresh = random_map()
     assert nearest_neighbor_distances(loaded, nearest_params) == nearest_neighbor_distances(fresh, nearest_params)
     assert clusters(loaded, cluster_params) == clusters(fresh, cluster_params)
+
+
+def test_clusters_memoised_result_is_copied():
+    spatial_map = random_map(count=1500, seed=5)
+    params = ClustersParams(class_name="ribosome", link_distance_angstrom=300.0)
+    first = clusters(spatial_map, params)
+    expected = [list(cluster["particle_ids"]) for cluster in first["clusters"]]
+    first["clusters"][0]["particle_ids"].clear()
+    first["clusters"].clear()
+    second = clusters(spatial_map, params)
+    assert [cluster["particle_ids"] for cluster in second["clusters"]] == expected
+
+
+def test_clusters_cache_keys_on_size_and_limit():
+    spatial_map = random_map(count=1500, seed=5)
+    clusters(spatial_map, ClustersParams(class_name="ribosome", link_distance_angstrom=300.0))
+    bigger = clusters(spatial_map, ClustersParams(class_name="ribosome", link_distance_angstrom=300.0, min_size=4))
+    limited = clusters(spatial_map, ClustersParams(class_name="ribosome", link_distance_angstrom=300.0, limit=2))
+    expected = [group for group in cluster_ids(spatial_map, "ribosome", 300.0) if len(group) >= 4]
+    assert sorted(cluster["particle_ids"] for cluster in bigger["clusters"]) == expected
+    assert len(limited["clusters"]) == 2
+    assert limited["truncated"] is True
+    assert [cluster["size"] for cluster in limited["clusters"]] == sorted(map(len, expected), reverse=True)[:2]

@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
 
 from analysis.cryoet.classes import CLASS_NAMES
-from analysis.cryoet.spatial import SpatialMap
+from analysis.cryoet.spatial import LinkageForest, SpatialMap
 
 BOUNDS = np.array([[0.0, 0, 0], [6300, 6300, 1840]])
 
@@ -101,8 +103,8 @@ def test_spatial_map_saves_precomputed_results(tmp_path):
         np.testing.assert_array_equal(loaded._csr_nulls[key].sample, null.sample)
         np.testing.assert_array_equal(loaded._csr_nulls[key].simulated, null.simulated)
     for class_index, forest in original._forests.items():
-        np.testing.assert_array_equal(loaded._forests[class_index].edges, forest.edges)
-        np.testing.assert_array_equal(loaded._forests[class_index].weights, forest.weights)
+        np.testing.assert_array_equal(loaded._forests[class_index].order, forest.order)
+        np.testing.assert_array_equal(loaded._forests[class_index].reachability, forest.reachability)
         assert loaded._forests[class_index].max_distance == forest.max_distance
 
 
@@ -155,14 +157,44 @@ def test_spatial_map_arrays_read_only_copies():
     assert spatial_map.positions[0, 0] == 0.0
 
 
-def test_linkage_forest_edges_within_limit():
+def test_linkage_forest_order_and_reachability():
     spatial_map = random_map()
     forest = spatial_map.linkage_forest(0, 400.0)
-    assert np.all(np.diff(forest.weights) >= 0)
-    assert np.all(forest.weights <= 400.0)
-    assert len(forest.edges_within(200.0)) == np.count_nonzero(forest.weights <= 200.0)
+    member_count = len(spatial_map.class_members(0))
+    np.testing.assert_array_equal(np.sort(forest.order), np.arange(member_count))
+    finite = forest.reachability[np.isfinite(forest.reachability)]
+    assert np.all(finite <= 400.0)
+    assert forest.reachability[0] == np.inf
+    assert len(forest.cluster_starts(200.0)) == np.count_nonzero(forest.reachability > 200.0)
     with pytest.raises(ValueError, match="exceeds"):
-        forest.edges_within(500.0)
+        forest.cluster_starts(500.0)
+
+
+def test_linkage_forest_runs_are_components():
+    rng = np.random.default_rng(2)
+    points = rng.uniform(0, 1000, size=(300, 3))
+    forest = LinkageForest.build(points, 150.0)
+    pairwise = np.linalg.norm(points[:, None] - points[None], axis=2)
+    for distance in (40.0, 90.0, 150.0):
+        _, expected = connected_components(csr_matrix(pairwise <= distance), directed=False)
+        starts = forest.cluster_starts(distance)
+        run_labels = np.empty(len(points), dtype=np.int64)
+        run_labels[forest.order] = np.cumsum(np.isin(np.arange(len(points)), starts)) - 1
+        # Same partition: each run maps to one component and back.
+        assert len(set(zip(run_labels, expected, strict=True))) == len(starts) == expected.max() + 1
+
+
+def test_spatial_map_rejects_bad_forest(tmp_path):
+    original = random_map()
+    path = tmp_path / "map.npz"
+    original.linkage_forest(0, 300.0)
+    original.save(path, precompute=False)
+    with np.load(path) as data:
+        arrays = dict(data)
+    arrays["forest_orders"] = np.zeros_like(arrays["forest_orders"])
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match="invalid forest for class 0"):
+        SpatialMap.load(path)
 
 
 def test_spatial_map_precomputed_csr_equals_on_demand():
