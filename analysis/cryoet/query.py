@@ -324,18 +324,24 @@ LIST_CACHE_PAIRS = 8
 
 def _memo(spatial_map: SpatialMap, key: tuple, compute: Callable[[], typing.Any], keep: int | None = None):
     """Return ``compute()``, memoised on the map under ``key``; with ``keep``, only that many of
-    the most recent keys with the same first element stay."""
+    the most recent keys with the same first element stay.
+
+    The map's lock guards the dict, so threads may share a map. Two threads that miss the same
+    key both compute it, and the results are equal.
+    """
     cache = spatial_map.query_cache
-    if key in cache:
-        value = cache.pop(key)
-        cache[key] = value
-        return value
+    with spatial_map.cache_lock:
+        if key in cache:
+            value = cache.pop(key)
+            cache[key] = value
+            return value
     value = compute()
-    cache[key] = value
-    if keep is not None:
-        same_kind = [other for other in cache if other[0] == key[0]]
-        for other in same_kind[: max(0, len(same_kind) - keep)]:
-            del cache[other]
+    with spatial_map.cache_lock:
+        cache[key] = value
+        if keep is not None:
+            same_kind = [other for other in cache if other[0] == key[0]]
+            for other in same_kind[: max(0, len(same_kind) - keep)]:
+                del cache[other]
     return value
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +128,7 @@ def _prim_order(edges: np.ndarray, weights: np.ndarray, count: int) -> tuple[np.
 class CsrNull:
     """Monte Carlo null of the CSR test for one (class A, class B, sample size, seed).
 
-    ``sample`` holds the sampled class A member indices, and ``simulated`` the mean
+    ``sample`` contains the sampled class A member indices, and ``simulated`` the mean
     nearest-neighbor distance of each simulation so far, in angstroms.
     """
 
@@ -168,6 +169,8 @@ class SpatialMap:
         self._class_members: dict[int, np.ndarray] = {}
         self._row_by_id: dict[int, int] | None = None
         self._x_sorted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        # Guards ``query_cache``, whose entries the query tools move and evict.
+        self.cache_lock = threading.Lock()
         self.drop_cached_results()
 
     def _validate(self) -> None:
@@ -405,9 +408,9 @@ class SpatialMap:
     def save(self, path: str | Path, precompute: bool = True) -> None:
         """Write the map to one uncompressed .npz file, which ``load`` reads without pickle.
 
-        With ``precompute``, the results of ``precompute`` are computed first, so the file holds
-        them and a loaded map answers those queries without recomputing. Otherwise the file holds
-        only the results already memoised. Precomputing is a one-off cost that grows with the
+        With ``precompute``, the results of ``precompute`` are computed first, so the file contains
+        them and a loaded map answers those queries without recomputing. Otherwise the file
+        contains only the results already memoised. Precomputing is a one-off cost that grows with the
         particle count, most of it the CSR simulations: ``bench/cryoet_query.py`` measured about
         4 s at 10,000 particles and minutes at 1M on a shared 2-core machine.
         """
@@ -497,7 +500,7 @@ class SpatialMap:
 
     @classmethod
     def load(cls, path: str | Path) -> SpatialMap:
-        """Read a map written by ``save``, with any results the file holds."""
+        """Read a map written by ``save``, with any precomputed results the file contains."""
         with np.load(path, allow_pickle=False) as data:
             version = int(data["format_version"])
             if version not in READABLE_VERSIONS:

@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -419,3 +420,16 @@ def test_clusters_cache_keys_on_size_and_limit():
     assert len(limited["clusters"]) == 2
     assert limited["truncated"] is True
     assert [cluster["size"] for cluster in limited["clusters"]] == sorted(map(len, expected), reverse=True)[:2]
+
+
+def test_tools_share_map_across_threads():
+    spatial_map = random_map()
+    fresh = random_map()
+    params = [
+        NearestNeighborParams(class_a=CLASS_NAMES[index % 6], class_b=CLASS_NAMES[(index + 1) % 6], simulations=9)
+        for index in range(12)
+    ]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda item: nearest_neighbor_distances(spatial_map, item), params))
+    for item, result in zip(params, results, strict=True):
+        assert result == nearest_neighbor_distances(fresh, item)
