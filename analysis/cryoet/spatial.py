@@ -173,6 +173,20 @@ class SpatialMap:
         self.cache_lock = threading.Lock()
         self.drop_cached_results()
 
+    def __getstate__(self) -> dict:
+        # A lock cannot be pickled, so a copy or an unpickled map gets a new one.
+        state = self.__dict__.copy()
+        del state["cache_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.cache_lock = threading.Lock()
+        # Unpickled arrays are writable again, so they are frozen like the originals.
+        for array in (self.ids, self.class_indices, self.positions, self.scores, self.bounds, self.embeddings):
+            if array is not None:
+                array.flags.writeable = False
+
     def _validate(self) -> None:
         count = len(self.ids)
         for name, array in (

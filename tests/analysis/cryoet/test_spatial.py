@@ -1,3 +1,5 @@
+import pickle
+
 import numpy as np
 import pytest
 from scipy.sparse import csr_matrix
@@ -217,3 +219,13 @@ def test_spatial_map_csr_null_sample_and_seed():
     assert len(np.unique(sample)) == 30
     assert not np.array_equal(sample, other_sample)
     assert not np.array_equal(simulated, other_simulated)
+
+
+def test_spatial_map_pickle_round_trip():
+    original = random_map()
+    original.nearest_distances(0, 1)
+    copy = pickle.loads(pickle.dumps(original))
+    np.testing.assert_array_equal(copy.positions, original.positions)
+    np.testing.assert_array_equal(copy.nearest_distances(0, 1), original.nearest_distances(0, 1))
+    assert copy.cache_lock is not original.cache_lock
+    assert not copy.positions.flags.writeable
