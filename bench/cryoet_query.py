@@ -3,18 +3,30 @@
 Builds a map of uniformly random particles (six classes, equal odds) for each size in
 ``--sizes``, at the density of 10,000 particles in one 630 x 630 x 184 voxel tomogram at 10 Å
 per voxel. Larger maps tile that tomogram in x and y (1M particles span 10 x 10 tomograms), because
-1M particles in one tomogram would sit 42 Å apart, closer than the particles' own radii. It times the
-k-d tree builds and an .npz save and load, then runs each query tool ``--runs`` times on random
-inputs. For each tool it prints the median and 95th percentile latency next to a brute-force
-NumPy scan over every particle that computes the same particles, counts, distances or number of
-clusters. The nearest-neighbor tool is timed
-with and without its Monte Carlo test, because the simulations dominate its cost.
+1M particles in one tomogram would sit 42 Å apart, closer than the particles' own radii.
+
+It prints the one-off costs first: the k-d trees, then each part of ``SpatialMap.precompute``
+(nearest-neighbor distances and CSR nulls of every class pair, one linkage forest per class), the
+.npz save and load. Then it times each tool on the loaded map, as a server that loads the file
+would run it:
+
+- first: the first call after loading, which also builds the k-d trees or lists it needs;
+- cold: the other ``--runs`` - 1 calls, each with parameters not asked before (another class
+  pair or linking distance), so only what the file holds is reused;
+- warm: all ``--runs`` parameters again, served from the results memoised on the map;
+- no precompute: ``--slow-runs`` calls with new parameters on a map built from the same arrays
+  with its k-d trees but nothing precomputed, which is what a map saved without precomputing
+  costs, and what a CSR test with a non-default seed costs on any map;
+- brute: a NumPy scan over every particle that computes the same particles, counts, distances or
+  number of clusters.
+
 Run it as ``.venv/bin/python bench/cryoet_query.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -37,7 +49,7 @@ from analysis.cryoet.query import (  # noqa: E402
     neighbors,
     region_composition,
 )
-from analysis.cryoet.spatial import SpatialMap  # noqa: E402
+from analysis.cryoet.spatial import DEFAULT_CSR_SIMULATIONS, DEFAULT_FOREST_DISTANCE, SpatialMap  # noqa: E402
 
 TOMOGRAM_SIZE = np.array([6300.0, 6300.0, 1840.0])
 PARTICLES_PER_TOMOGRAM = 10_000
@@ -71,8 +83,8 @@ def timed(function, *args) -> float:
 
 def summarize(times: list[float]) -> str:
     if not times:
-        return f"{'n/a':>9} {'n/a':>9}"
-    return f"{np.median(times):9.2f} {np.percentile(times, 95):9.2f}"
+        return f"{'n/a':>8} {'n/a':>8}"
+    return f"{np.median(times):8.2f} {np.percentile(times, 95):8.2f}"
 
 
 # ---------------------------------------------------------------- brute-force baselines
@@ -140,11 +152,21 @@ def random_sphere(rng, bounds) -> RegionCompositionParams:
     )
 
 
-def random_pair(rng, simulations: int) -> NearestNeighborParams:
-    class_a, class_b = rng.choice(CLASS_NAMES, 2, replace=False)
-    return NearestNeighborParams(
-        class_a=str(class_a), class_b=str(class_b), simulations=simulations, seed=int(rng.integers(1000))
-    )
+class PairSource:
+    """Class pairs (A different from B) in a random order without repeats, so each is asked first once."""
+
+    def __init__(self, rng) -> None:
+        pairs = [(a, b) for a in CLASS_NAMES for b in CLASS_NAMES if a != b]
+        self.pairs = [pairs[index] for index in rng.permutation(len(pairs))]
+
+    def next(self) -> tuple[str, str]:
+        if not self.pairs:
+            raise SystemExit("Cold runs of nearest_neighbor need a new class pair each; use --runs 30 or fewer.")
+        return self.pairs.pop()
+
+
+def nearest_params(pair: tuple[str, str], **overrides) -> NearestNeighborParams:
+    return NearestNeighborParams(class_a=pair[0], class_b=pair[1], **overrides)
 
 
 def random_clusters(rng) -> ClustersParams:
@@ -154,48 +176,102 @@ def random_clusters(rng) -> ClustersParams:
 # ---------------------------------------------------------------- main
 
 
-def bench_size(count: int, runs: int, slow_runs: int, seed: int) -> None:
-    spatial_map = build_map(count, seed)
-    bounds = spatial_map.bounds
-    print(f"\n=== {count:,} particles, bounds {bounds[1].tolist()} Å ===")
-    build_ms = timed(lambda: (spatial_map.tree, [spatial_map.class_tree(i) for i in range(len(CLASS_NAMES))]))
+def time_one_offs(spatial_map: SpatialMap, path: Path) -> SpatialMap:
+    """Build, precompute, save and load the map, printing each step's time; return the loaded map."""
+    class_range = range(len(CLASS_NAMES))
+    trees_ms = timed(lambda: (spatial_map.tree, [spatial_map.class_tree(index) for index in class_range]))
     x_sort_ms = timed(spatial_map.x_sorted)
-    with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "map.npz"
-        save_ms = timed(spatial_map.save, path)
-        load_ms = timed(SpatialMap.load, path)
-        size_mb = path.stat().st_size / 1e6
-    print(
-        f"k-d trees (all + 6 classes) {build_ms:.0f} ms, x sort {x_sort_ms:.0f} ms, "
-        f"save {save_ms:.0f} ms, load {load_ms:.0f} ms, file {size_mb:.1f} MB"
+    nearest_ms = timed(
+        lambda: [spatial_map.nearest_distances(index_a, index_b) for index_a in class_range for index_b in class_range]
     )
+    forests_ms = timed(lambda: [spatial_map.linkage_forest(index, DEFAULT_FOREST_DISTANCE) for index in class_range])
+    # The distances and forests are memoised now, so this call only simulates the CSR nulls.
+    csr_ms = timed(spatial_map.precompute)
+    save_ms = timed(spatial_map.save, path, False)
+    start = time.perf_counter()
+    loaded = SpatialMap.load(path)
+    load_ms = (time.perf_counter() - start) * 1000
+    print(
+        f"one-off: k-d trees (all + 6 classes) {trees_ms:.0f} ms, x sort {x_sort_ms:.0f} ms; precompute: "
+        f"nearest distances of 36 class pairs {nearest_ms:.0f} ms, CSR nulls of 36 pairs x "
+        f"{DEFAULT_CSR_SIMULATIONS} simulations {csr_ms:.0f} ms, forests up to {DEFAULT_FOREST_DISTANCE:.0f} Å "
+        f"{forests_ms:.0f} ms; save {save_ms:.0f} ms, load {load_ms:.0f} ms, file {path.stat().st_size / 1e6:.1f} MB"
+    )
+    return loaded
+
+
+def print_load() -> None:
+    """Print the 1, 5 and 15 minute load averages, because other processes on the machine slow every figure."""
+    print(f"load average {' '.join(f'{value:.2f}' for value in os.getloadavg())} on {os.cpu_count()} CPUs")
+
+
+def bench_size(count: int, runs: int, slow_runs: int, seed: int) -> None:
+    built = build_map(count, seed)
+    bounds = built.bounds
+    print(f"\n=== {count:,} particles, bounds {bounds[1].tolist()} Å ===")
+    print_load()
+    with tempfile.TemporaryDirectory() as directory:
+        spatial_map = time_one_offs(built, Path(directory) / "map.npz")
     per_class = count // len(CLASS_NAMES)
     quadratic = per_class <= MAX_QUADRATIC_CLASS_SIZE
 
+    # Without precomputed results: trees kept, memoised results dropped. Built from the same
+    # arrays, so the class sizes and thus the simulations match the loaded map's.
+    bare = SpatialMap(built.ids, built.class_indices, built.positions, built.scores, built.bounds)
+    timed(lambda: (bare.tree, [bare.class_tree(index) for index in range(len(CLASS_NAMES))]))
+
     rng = np.random.default_rng(seed + 1)
+    pairs = PairSource(rng)
+    bare_pairs = PairSource(np.random.default_rng(seed + 2))
+    new_seed = iter(range(1, 1000))
     cases = [
-        ("neighbors", runs, lambda: random_neighbors(rng, bounds), neighbors, brute_neighbors),
-        ("region_composition box", runs, lambda: random_box(rng, bounds), region_composition, brute_region),
-        ("region_composition sphere", runs, lambda: random_sphere(rng, bounds), region_composition, brute_region),
+        # name, runs, parameter maker, tool, brute force, runs without precompute
+        ("neighbors", runs, lambda _: random_neighbors(rng, bounds), neighbors, brute_neighbors, 0),
+        ("region_composition box", runs, lambda _: random_box(rng, bounds), region_composition, brute_region, 0),
+        ("region_composition sphere", runs, lambda _: random_sphere(rng, bounds), region_composition, brute_region, 0),
         (
             "nearest_neighbor, no CSR",
-            slow_runs,
-            lambda: random_pair(rng, 0),
+            runs,
+            lambda source: nearest_params(source.next(), simulations=0),
             nearest_neighbor_distances,
             brute_nearest if quadratic else None,
+            slow_runs,
         ),
-        ("nearest_neighbor, 99 sims", slow_runs, lambda: random_pair(rng, 99), nearest_neighbor_distances, None),
-        ("clusters", slow_runs, lambda: random_clusters(rng), clusters, brute_clusters if quadratic else None),
+        (
+            "nearest_neighbor, 99 sims",
+            runs,
+            lambda source: nearest_params(source.next(), include_distances=False),
+            nearest_neighbor_distances,
+            None,
+            slow_runs,
+        ),
+        (
+            "nearest_neighbor, 99, new seed",
+            slow_runs,
+            lambda source: nearest_params(source.next(), include_distances=False, seed=next(new_seed)),
+            nearest_neighbor_distances,
+            None,
+            0,
+        ),
+        ("clusters", runs, lambda _: random_clusters(rng), clusters, brute_clusters if quadratic else None, slow_runs),
     ]
-    print(f"{'tool':28} {'runs':>4}  {'tool median':>11} {'p95 ms':>9}   {'brute median':>12} {'p95 ms':>9}")
-    for name, count_runs, make_params, tool, brute in cases:
-        tool_times, brute_times = [], []
-        for _ in range(count_runs):
-            params = make_params()
-            tool_times.append(timed(tool, spatial_map, params))
-            if brute is not None:
-                brute_times.append(timed(brute, spatial_map, params))
-        print(f"{name:28} {count_runs:4d}  {summarize(tool_times)}      {summarize(brute_times)}")
+    print(
+        f"{'tool':31} {'runs':>4} {'first':>8}  {'cold med':>8} {'p95':>8}  {'warm med':>8} {'p95':>8}  "
+        f"{'no-pre med':>10} {'p95':>8}  {'brute med':>9} {'p95':>8}"
+    )
+    for name, count_runs, make_params, tool, brute, bare_runs in cases:
+        params_list = [make_params(pairs) for _ in range(count_runs)]
+        first_ms = timed(tool, spatial_map, params_list[0])
+        cold = [timed(tool, spatial_map, params) for params in params_list[1:]]
+        warm = [timed(tool, spatial_map, params) for params in params_list]
+        brute_times = [timed(brute, spatial_map, params) for params in params_list] if brute else []
+        bare_times = [timed(tool, bare, make_params(bare_pairs)) for _ in range(bare_runs)]
+        print(
+            f"{name:31} {count_runs:4d} {first_ms:8.2f}  {summarize(cold)}  {summarize(warm)}  "
+            f"{summarize(bare_times):>19}  {summarize(brute_times)}"
+        )
+    print_load()
+    print("(nearest_neighbor 99 sims uses the default seed, served by the precomputed nulls; 'new seed' simulates.)")
     if not quadratic:
         print(
             f"(brute force for nearest_neighbor and clusters is O(n^2) and skipped above {MAX_QUADRATIC_CLASS_SIZE:,} per class)"
@@ -207,8 +283,12 @@ def main() -> None:
     parser.add_argument(
         "--sizes", type=int, nargs="+", default=[10_000, 1_000_000], help="Particle counts of the maps."
     )
-    parser.add_argument("--runs", type=int, default=50, help="Runs of each fast tool per map.")
-    parser.add_argument("--slow-runs", type=int, default=5, help="Runs of nearest_neighbor and clusters per map.")
+    parser.add_argument(
+        "--runs", type=int, default=10, help="Runs of each tool per map; at most 15, because cold runs need new pairs."
+    )
+    parser.add_argument(
+        "--slow-runs", type=int, default=3, help="Runs that simulate or build from scratch (no precompute, new seed)."
+    )
     parser.add_argument("--seed", type=int, default=0, help="Random seed of the maps and inputs.")
     args = parser.parse_args()
     print("Times in milliseconds, one process, NumPy/SciPy threads as configured.")

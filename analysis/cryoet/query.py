@@ -18,11 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import connected_components
-from scipy.spatial import cKDTree
 
-from analysis.cryoet.spatial import SpatialMap
+from analysis.cryoet.spatial import DEFAULT_CSR_SAMPLE, DEFAULT_CSR_SEED, DEFAULT_CSR_SIMULATIONS, SpatialMap
 
 ANGSTROM3_PER_UM3 = 1e12
 
@@ -100,13 +97,14 @@ class NearestNeighborParams:
     class_b: str | None = field(default=None, metadata=_describe("Class measured to; defaults to class_a."))
     bins: int = field(default=20, metadata=_describe("Number of histogram bins.", minimum=1, maximum=200))
     simulations: int = field(
-        default=99, metadata=_describe("Monte Carlo simulations of uniform points.", minimum=0, maximum=999)
+        default=DEFAULT_CSR_SIMULATIONS,
+        metadata=_describe("Monte Carlo simulations of uniform points.", minimum=0, maximum=999),
     )
     significance: float = field(default=0.05, metadata=_describe("Two-sided test level.", exclusiveMinimum=0))
     max_sample: int = field(
-        default=2000, metadata=_describe("Class A particles sampled for the CSR statistic.", minimum=10)
+        default=DEFAULT_CSR_SAMPLE, metadata=_describe("Class A particles sampled for the CSR statistic.", minimum=10)
     )
-    seed: int = field(default=0, metadata=_describe("Random seed of the simulations."))
+    seed: int = field(default=DEFAULT_CSR_SEED, metadata=_describe("Random seed of the simulations.", minimum=0))
     include_distances: bool = field(default=True, metadata=_describe("List every class A particle's distance."))
 
     def validate(self, spatial_map: SpatialMap) -> None:
@@ -115,6 +113,7 @@ class NearestNeighborParams:
         _check_at_least("bins", self.bins, 1)
         _check_at_least("simulations", self.simulations, 0)
         _check_at_least("max_sample", self.max_sample, 10)
+        _check_at_least("seed", self.seed, 0)
         if self.bins > 200:
             raise QueryError(f"Invalid bins {self.bins}; use at most 200.")
         if self.simulations > 999:
@@ -317,42 +316,47 @@ def region_composition(spatial_map: SpatialMap, params: RegionCompositionParams)
     }
 
 
-def _mean_nearest_distance(tree, points: np.ndarray, same_set: bool) -> float:
-    """Return the mean distance from ``points`` to their nearest tree point, skipping self matches."""
-    if same_set:
-        distances, _ = tree.query(points, k=2, workers=-1)
-        return float(distances[:, 1].mean())
-    distances, _ = tree.query(points, k=1, workers=-1)
-    return float(distances.mean())
+# Most recent class pairs whose distances are kept as Python lists, to bound memory. At 1M
+# particles in six classes one pair's list takes about 5 MB (estimate: a pointer and a float object
+# per particle).
+LIST_CACHE_PAIRS = 8
 
 
-def _csr_test(
-    spatial_map: SpatialMap, rows_a: np.ndarray, rows_b: np.ndarray, same_class: bool, params: NearestNeighborParams
-) -> dict:
+def _memo(spatial_map: SpatialMap, key: tuple, compute: Callable[[], typing.Any], keep: int | None = None):
+    """Return ``compute()``, memoised on the map under ``key``; with ``keep``, only that many of
+    the most recent keys with the same first element stay.
+
+    The map's lock guards the dict, so threads may share a map. Two threads that miss the same
+    key both compute it, and the results are equal.
+    """
+    cache = spatial_map.query_cache
+    with spatial_map.cache_lock:
+        if key in cache:
+            value = cache.pop(key)
+            cache[key] = value
+            return value
+    value = compute()
+    with spatial_map.cache_lock:
+        cache[key] = value
+        if keep is not None:
+            same_kind = [other for other in cache if other[0] == key[0]]
+            for other in same_kind[: max(0, len(same_kind) - keep)]:
+                del cache[other]
+    return value
+
+
+def _csr_test(spatial_map: SpatialMap, index_a: int, index_b: int, params: NearestNeighborParams) -> dict:
     """Compare the mean nearest-neighbor distance with simulations of uniform points in the tomogram bounds.
 
     For one class, each simulation draws as many uniform points as the class has and measures
     them among themselves. For two classes, class A stays fixed and class B is replaced by uniform
     points. Class A is subsampled to ``max_sample`` particles for the statistic. The p-value is
-    two-sided and rank-based, so its smallest value is 2 / (simulations + 1).
+    two-sided and rank-based, so its smallest value is 2 / (simulations + 1). The simulations of
+    each (class A, class B, sample size, seed) are memoised on the map (see ``SpatialMap.csr_null``),
+    because they depend only on those, the class sizes and the bounds.
     """
-    rng = np.random.default_rng(params.seed)
-    bounds = spatial_map.bounds
-    if len(rows_a) > params.max_sample:
-        sample = np.sort(rng.choice(len(rows_a), params.max_sample, replace=False))
-    else:
-        sample = np.arange(len(rows_a))
-    tree_b = spatial_map.class_tree(spatial_map.class_indices[rows_b[0]])
-    observed = _mean_nearest_distance(tree_b, spatial_map.positions[rows_a[sample]], same_class)
-
-    simulated = np.empty(params.simulations)
-    for index in range(params.simulations):
-        uniform = rng.uniform(bounds[0], bounds[1], size=(len(rows_b), 3))
-        # Unbalanced trees build about twice as fast and are only queried a few thousand times.
-        tree = cKDTree(uniform, balanced_tree=False, compact_nodes=False)
-        points = uniform[sample] if same_class else spatial_map.positions[rows_a[sample]]
-        simulated[index] = _mean_nearest_distance(tree, points, same_class)
-
+    sample, simulated = spatial_map.csr_null(index_a, index_b, params.max_sample, params.seed, params.simulations)
+    observed = float(spatial_map.nearest_distances(index_a, index_b)[sample].mean())
     if params.simulations == 0:
         return {"observed_mean_angstrom": observed, "simulations": 0, "verdict": None, "p_value": None}
     below = (1 + np.count_nonzero(simulated <= observed)) / (params.simulations + 1)
@@ -377,99 +381,156 @@ def _csr_test(
     }
 
 
+def _distance_summary(distances: np.ndarray) -> dict:
+    return {
+        "median_angstrom": float(np.median(distances)),
+        "mean_angstrom": float(distances.mean()),
+        "min_angstrom": float(distances.min()),
+        "max_angstrom": float(distances.max()),
+    }
+
+
+def _histogram(distances: np.ndarray, bins: int) -> dict:
+    counts, edges = np.histogram(distances, bins=bins)
+    return {"edges_angstrom": edges.tolist(), "counts": counts.tolist()}
+
+
 def nearest_neighbor_distances(spatial_map: SpatialMap, params: NearestNeighborParams) -> dict:
     """Measure each class A particle's distance to the nearest class B particle and test it against CSR.
 
     ``verdict`` is "clustered" when A particles are closer to B than uniform B would be,
     "dispersed" when farther, and "random" when the test finds no difference at ``significance``.
+    The distances, their summary, histograms and simulations are memoised on the map, and the
+    listed distances are shallow copies of memoised lists, so a caller may change them freely.
     """
     params.validate(spatial_map)
     class_b = params.class_b or params.class_a
-    same_class = class_b == params.class_a
     index_a = spatial_map.class_index(params.class_a)
     index_b = spatial_map.class_index(class_b)
-    rows_a = spatial_map.class_members(index_a)
-    rows_b = spatial_map.class_members(index_b)
-    needed_b = 2 if same_class else 1
-    if len(rows_a) == 0 or len(rows_b) < needed_b:
+    count_a = len(spatial_map.class_members(index_a))
+    count_b = len(spatial_map.class_members(index_b))
+    needed_b = 2 if index_a == index_b else 1
+    if count_a == 0 or count_b < needed_b:
         raise QueryError(
-            f"Class {params.class_a!r} has {len(rows_a)} particles and {class_b!r} has {len(rows_b)}; "
+            f"Class {params.class_a!r} has {count_a} particles and {class_b!r} has {count_b}; "
             f"nearest-neighbor distances need at least 1 and {needed_b}."
         )
 
-    tree_b = spatial_map.class_tree(index_b)
-    if same_class:
-        all_distances, _ = tree_b.query(spatial_map.positions[rows_a], k=2, workers=-1)
-        distances = all_distances[:, 1]
-    else:
-        distances, _ = tree_b.query(spatial_map.positions[rows_a], k=1, workers=-1)
-    counts, edges = np.histogram(distances, bins=params.bins)
-
+    distances = spatial_map.nearest_distances(index_a, index_b)
+    histogram = _memo(
+        spatial_map,
+        ("nearest histogram", index_a, index_b, params.bins),
+        lambda: _histogram(distances, params.bins),
+        keep=64,
+    )
     result = {
         "class_a": params.class_a,
         "class_b": class_b,
-        "count_a": int(len(rows_a)),
-        "count_b": int(len(rows_b)),
-        "median_angstrom": float(np.median(distances)),
-        "mean_angstrom": float(distances.mean()),
-        "min_angstrom": float(distances.min()),
-        "max_angstrom": float(distances.max()),
-        "histogram": {"edges_angstrom": edges.tolist(), "counts": counts.tolist()},
-        "csr": _csr_test(spatial_map, rows_a, rows_b, same_class, params),
+        "count_a": count_a,
+        "count_b": count_b,
+        **_memo(spatial_map, ("nearest summary", index_a, index_b), lambda: _distance_summary(distances)),
+        "histogram": {name: list(values) for name, values in histogram.items()},
+        "csr": _csr_test(spatial_map, index_a, index_b, params),
     }
     if params.include_distances:
-        result["particle_ids"] = spatial_map.ids[rows_a].tolist()
-        result["distances_angstrom"] = distances.tolist()
+        ids = _memo(
+            spatial_map,
+            ("class ids list", index_a),
+            lambda: spatial_map.ids[spatial_map.class_members(index_a)].tolist(),
+        )
+        distance_list = _memo(spatial_map, ("nearest list", index_a, index_b), distances.tolist, keep=LIST_CACHE_PAIRS)
+        result["particle_ids"] = list(ids)
+        result["distances_angstrom"] = list(distance_list)
     return result
+
+
+# Most recent clusters results kept, as (class, linking distance, min_size, limit).
+CLUSTERS_CACHE_ENTRIES = 16
+
+
+def _copy_clusters_result(result: dict) -> dict:
+    """Return a copy whose lists a caller may change without touching the memoised result."""
+    copied = dict(result)
+    copied["clusters"] = [
+        {key: list(value) if isinstance(value, list) else value for key, value in cluster.items()}
+        for cluster in result["clusters"]
+    ]
+    return copied
 
 
 def clusters(spatial_map: SpatialMap, params: ClustersParams) -> dict:
     """Group the particles of one class by single linkage at ``link_distance_angstrom``.
 
     Two particles share a cluster when a chain of particles links them with each step at most the
-    linking distance. Clusters smaller than ``min_size`` are counted as unclustered.
+    linking distance. Clusters smaller than ``min_size`` are counted as unclustered. Clusters are
+    listed largest first, ties by their smallest row. The clusters come from the class's memoised
+    linkage forest (see ``SpatialMap.linkage_forest``), which serves every linking distance up to
+    the largest it was built for, and the most recent results are memoised too.
     """
     params.validate(spatial_map)
     class_index = spatial_map.class_index(params.class_name)
+    key = ("clusters", class_index, float(params.link_distance_angstrom), params.min_size, params.limit)
+    result = _memo(
+        spatial_map, key, lambda: _compute_clusters(spatial_map, class_index, params), CLUSTERS_CACHE_ENTRIES
+    )
+    return _copy_clusters_result(result)
+
+
+def _compute_clusters(spatial_map: SpatialMap, class_index: int, params: ClustersParams) -> dict:
     rows = spatial_map.class_members(class_index)
     count = len(rows)
-    if count == 0:
-        labels = np.empty(0, dtype=np.int64)
+    if count:
+        forest = spatial_map.linkage_forest(class_index, params.link_distance_angstrom)
+        order = forest.order
+        starts = forest.cluster_starts(params.link_distance_angstrom)
+        sizes = np.diff(np.append(starts, count))
+        smallest_member = np.minimum.reduceat(order, starts)
     else:
-        pairs = spatial_map.class_tree(class_index).query_pairs(params.link_distance_angstrom, output_type="ndarray")
-        graph = csr_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])), shape=(count, count))
-        # Weak components of the one-way pair graph are the single-linkage clusters, without a symmetric copy.
-        _, labels = connected_components(graph, directed=True, connection="weak")
+        order = starts = sizes = smallest_member = np.empty(0, dtype=np.int64)
+    reported = np.flatnonzero(sizes >= params.min_size)
+    reported = reported[np.lexsort((smallest_member[reported], -sizes[reported]))]
+    listed_clusters = reported[: params.limit]
 
-    sizes = np.bincount(labels) if count else np.empty(0, dtype=np.int64)
-    reported_labels = np.flatnonzero(sizes >= params.min_size)
-    reported_labels = reported_labels[np.argsort(-sizes[reported_labels], kind="stable")]
-    order = np.argsort(labels, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(sizes)])
+    # Each listed cluster is a run of the forest order. Marking the runs with the cluster's slot
+    # and sorting the marked members by slot groups them with rows increasing within a cluster.
+    # Slots fit in int16 up to 32,767 listed clusters, and NumPy's stable sort of int16 is a radix sort.
+    slot_type = np.int16 if len(listed_clusters) < np.iinfo(np.int16).max else np.int64
+    member_slots = np.full(count, -1, dtype=slot_type)
+    for slot, cluster in enumerate(listed_clusters):
+        member_slots[order[starts[cluster] : starts[cluster] + sizes[cluster]]] = slot
+    members = np.flatnonzero(member_slots >= 0)
+    members = members[np.argsort(member_slots[members], kind="stable")]
+    member_rows = rows[members]
+    offsets = np.concatenate([[0], np.cumsum(sizes[listed_clusters])]).astype(np.int64)
 
     listed = []
-    for label in reported_labels[: params.limit]:
-        member_rows = rows[order[starts[label] : starts[label + 1]]]
+    if len(listed_clusters):
         positions = spatial_map.positions[member_rows]
-        listed.append(
-            {
-                "size": int(sizes[label]),
-                "centroid": positions.mean(axis=0).tolist(),
-                "extent_angstrom": (positions.max(axis=0) - positions.min(axis=0)).tolist(),
-                "particle_ids": np.sort(spatial_map.ids[member_rows]).tolist(),
-            }
-        )
-    clustered = int(sizes[reported_labels].sum()) if len(reported_labels) else 0
+        centroids = np.add.reduceat(positions, offsets[:-1]) / sizes[listed_clusters][:, None]
+        extents = np.maximum.reduceat(positions, offsets[:-1]) - np.minimum.reduceat(positions, offsets[:-1])
+        member_ids = spatial_map.ids[member_rows]
+        for slot, cluster in enumerate(listed_clusters):
+            ids = member_ids[offsets[slot] : offsets[slot + 1]]
+            listed.append(
+                {
+                    "size": int(sizes[cluster]),
+                    "centroid": centroids[slot].tolist(),
+                    "extent_angstrom": extents[slot].tolist(),
+                    # Rows increase within a cluster, so the ids are already sorted when the map's ids are.
+                    "particle_ids": (ids if spatial_map.ids_increasing else np.sort(ids)).tolist(),
+                }
+            )
+    clustered = int(sizes[reported].sum())
     return {
         "class_name": params.class_name,
         "link_distance_angstrom": float(params.link_distance_angstrom),
         "min_size": params.min_size,
         "particle_count": int(count),
-        "cluster_count": int(len(reported_labels)),
+        "cluster_count": int(len(reported)),
         "clustered_particle_count": clustered,
         "unclustered_particle_count": int(count - clustered),
         "clusters": listed,
-        "truncated": bool(len(reported_labels) > params.limit),
+        "truncated": bool(len(reported) > params.limit),
     }
 
 

@@ -1,5 +1,7 @@
+import dataclasses
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -272,3 +274,162 @@ def test_tool_specs_cover_registry():
 def test_build_params_converts_json_numbers():
     params = build_params("clusters", {"class_name": "ribosome", "link_distance_angstrom": 300, "min_size": 3.0})
     assert params == ClustersParams(class_name="ribosome", link_distance_angstrom=300.0, min_size=3)
+
+
+# ---------------------------------------------------------------- memoised results
+
+
+def test_nearest_neighbor_memoised_equals_fresh():
+    spatial_map = random_map()
+    params = NearestNeighborParams(class_a="ribosome", class_b="apo-ferritin", simulations=19)
+    first = nearest_neighbor_distances(spatial_map, params)
+    second = nearest_neighbor_distances(spatial_map, params)
+    spatial_map.drop_cached_results()
+    fresh = nearest_neighbor_distances(spatial_map, params)
+    assert second == first
+    assert fresh == first
+
+
+def test_nearest_neighbor_cache_keys_on_parameters():
+    spatial_map = random_map()
+    nearest_neighbor_distances(spatial_map, NearestNeighborParams(class_a="ribosome", class_b="apo-ferritin"))
+    other_pair = nearest_neighbor_distances(spatial_map, NearestNeighborParams(class_a="ribosome", class_b="ribosome"))
+    other_bins = nearest_neighbor_distances(
+        spatial_map, NearestNeighborParams(class_a="ribosome", class_b="apo-ferritin", bins=7)
+    )
+    other_seed = nearest_neighbor_distances(
+        spatial_map, NearestNeighborParams(class_a="ribosome", class_b="apo-ferritin", seed=5, max_sample=50)
+    )
+    fresh_map = random_map()
+    assert other_pair == nearest_neighbor_distances(
+        fresh_map, NearestNeighborParams(class_a="ribosome", class_b="ribosome")
+    )
+    assert len(other_bins["histogram"]["counts"]) == 7
+    assert other_seed["csr"]["sampled_particles"] == 50
+    assert other_seed == nearest_neighbor_distances(
+        random_map(), NearestNeighborParams(class_a="ribosome", class_b="apo-ferritin", seed=5, max_sample=50)
+    )
+
+
+def test_csr_simulations_extend_memoised_run():
+    spatial_map = random_map()
+    few = NearestNeighborParams(class_a="ribosome", class_b="apo-ferritin", simulations=19, include_distances=False)
+    many = dataclasses.replace(few, simulations=99)
+    nearest_neighbor_distances(spatial_map, few)
+    extended = nearest_neighbor_distances(spatial_map, many)
+    prefix = nearest_neighbor_distances(spatial_map, few)
+    assert extended == nearest_neighbor_distances(random_map(), many)
+    assert prefix == nearest_neighbor_distances(random_map(), few)
+    assert extended["csr"]["simulations"] == 99
+    assert prefix["csr"]["simulations"] == 19
+
+
+def test_nearest_neighbor_lists_are_copies():
+    spatial_map = random_map()
+    params = NearestNeighborParams(class_a="ribosome", class_b="apo-ferritin", simulations=0)
+    first = nearest_neighbor_distances(spatial_map, params)
+    expected = list(first["distances_angstrom"])
+    first["distances_angstrom"][0] = -1.0
+    first["particle_ids"].clear()
+    first["histogram"]["counts"][0] = -1
+    second = nearest_neighbor_distances(spatial_map, params)
+    assert second["distances_angstrom"] == expected
+    assert len(second["particle_ids"]) == second["count_a"]
+    assert second["histogram"]["counts"][0] >= 0
+
+
+def test_nearest_neighbor_rejects_negative_seed():
+    with pytest.raises(QueryError, match="seed -1"):
+        run_tool(random_map(count=100), "nearest_neighbor_distances", {"class_a": "ribosome", "seed": -1})
+
+
+def cluster_ids(spatial_map, class_name, distance):
+    rows = spatial_map.class_members(spatial_map.class_index(class_name))
+    groups = brute_force_components(spatial_map.positions[rows], distance)
+    return sorted(sorted(spatial_map.ids[rows[group]].tolist()) for group in groups)
+
+
+def test_clusters_forest_serves_other_distances():
+    spatial_map = random_map(count=1500, seed=6)
+    # The first call builds a forest at 150 Å, the second replaces it with one at 300 Å, and the
+    # last two are served by the 300 Å forest.
+    for distance in (150.0, 300.0, 80.0, 220.0):
+        result = clusters(
+            spatial_map,
+            ClustersParams(class_name="ribosome", link_distance_angstrom=distance, min_size=1, limit=10_000),
+        )
+        assert sorted(cluster["particle_ids"] for cluster in result["clusters"]) == cluster_ids(
+            spatial_map, "ribosome", distance
+        )
+    assert spatial_map.linkage_forest(spatial_map.class_index("ribosome"), 10.0).max_distance == 300.0
+
+
+def test_clusters_duplicate_positions_linked():
+    positions = np.array([[100.0, 100, 100], [100.0, 100, 100], [400.0, 100, 100], [3000.0, 2000, 500]])
+    spatial_map = SpatialMap.from_particles(["ribosome"] * 4, positions, BOUNDS)
+    result = clusters(spatial_map, ClustersParams(class_name="ribosome", link_distance_angstrom=50.0))
+    assert [cluster["particle_ids"] for cluster in result["clusters"]] == [[0, 1]]
+    assert result["unclustered_particle_count"] == 2
+
+
+def test_clusters_unsorted_ids():
+    spatial_map = random_map(count=600, seed=8)
+    shuffled = SpatialMap(
+        ids=np.random.default_rng(0).permutation(600) * 5,
+        class_indices=spatial_map.class_indices,
+        positions=spatial_map.positions,
+        scores=spatial_map.scores,
+        bounds=BOUNDS,
+    )
+    result = clusters(shuffled, ClustersParams(class_name="ribosome", link_distance_angstrom=400.0, limit=10_000))
+    expected = [group for group in cluster_ids(shuffled, "ribosome", 400.0) if len(group) >= 2]
+    assert sorted(cluster["particle_ids"] for cluster in result["clusters"]) == expected
+
+
+def test_tools_after_save_and_load_equal_fresh(tmp_path):
+    spatial_map = random_map()
+    path = tmp_path / "map.npz"
+    spatial_map.save(path)
+    loaded = SpatialMap.load(path)
+    assert loaded.query_cache == {}
+    nearest_params = NearestNeighborParams(class_a="thyroglobulin", class_b="ribosome", simulations=19)
+    cluster_params = ClustersParams(class_name="thyroglobulin", link_distance_angstrom=300.0, min_size=1)
+    fresh = random_map()
+    assert nearest_neighbor_distances(loaded, nearest_params) == nearest_neighbor_distances(fresh, nearest_params)
+    assert clusters(loaded, cluster_params) == clusters(fresh, cluster_params)
+
+
+def test_clusters_memoised_result_is_copied():
+    spatial_map = random_map(count=1500, seed=5)
+    params = ClustersParams(class_name="ribosome", link_distance_angstrom=300.0)
+    first = clusters(spatial_map, params)
+    expected = [list(cluster["particle_ids"]) for cluster in first["clusters"]]
+    first["clusters"][0]["particle_ids"].clear()
+    first["clusters"].clear()
+    second = clusters(spatial_map, params)
+    assert [cluster["particle_ids"] for cluster in second["clusters"]] == expected
+
+
+def test_clusters_cache_keys_on_size_and_limit():
+    spatial_map = random_map(count=1500, seed=5)
+    clusters(spatial_map, ClustersParams(class_name="ribosome", link_distance_angstrom=300.0))
+    bigger = clusters(spatial_map, ClustersParams(class_name="ribosome", link_distance_angstrom=300.0, min_size=4))
+    limited = clusters(spatial_map, ClustersParams(class_name="ribosome", link_distance_angstrom=300.0, limit=2))
+    expected = [group for group in cluster_ids(spatial_map, "ribosome", 300.0) if len(group) >= 4]
+    assert sorted(cluster["particle_ids"] for cluster in bigger["clusters"]) == expected
+    assert len(limited["clusters"]) == 2
+    assert limited["truncated"] is True
+    assert [cluster["size"] for cluster in limited["clusters"]] == sorted(map(len, expected), reverse=True)[:2]
+
+
+def test_tools_share_map_across_threads():
+    spatial_map = random_map()
+    fresh = random_map()
+    params = [
+        NearestNeighborParams(class_a=CLASS_NAMES[index % 6], class_b=CLASS_NAMES[(index + 1) % 6], simulations=9)
+        for index in range(12)
+    ]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda item: nearest_neighbor_distances(spatial_map, item), params))
+    for item, result in zip(params, results, strict=True):
+        assert result == nearest_neighbor_distances(fresh, item)
