@@ -253,32 +253,11 @@ SUBTOMOGRAM_SIDE = 32
 
 
 def build_aptvit(folder: Path) -> str:
-    """Save a small 3D CNN classifier as a biovlm checkpoint, standing in for APT-ViT, which is not built here."""
-    from analysis.backends.checkpoint import register_architecture, save_checkpoint
+    """Return the shipped APT-ViT checkpoint; importing the package registers its architecture."""
+    import analysis.cryoet.aptvit  # noqa: F401
+    from analysis.cryoet.pipeline import DEFAULT_CHECKPOINT
 
-    register_architecture("gpu-check-cnn3d", build_cnn3d)
-    config = {"channels": 32, "classes": 5}
-    names = [f"class {i}" for i in range(config["classes"])]
-    return f"local:{save_checkpoint(folder / 'cnn3d.pt', 'gpu-check-cnn3d', build_cnn3d(config), config, names)}"
-
-
-def build_cnn3d(config: dict):
-    import torch
-
-    channels = config["channels"]
-    return torch.nn.Sequential(
-        torch.nn.Conv3d(1, channels, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.MaxPool3d(2),
-        torch.nn.Conv3d(channels, channels * 2, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.MaxPool3d(2),
-        torch.nn.Conv3d(channels * 2, channels * 4, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool3d(1),
-        torch.nn.Flatten(),
-        torch.nn.Linear(channels * 4, config["classes"]),
-    )
+    return f"local:{DEFAULT_CHECKPOINT}"
 
 
 def package_source(package: str, import_name: str) -> Callable[[Path], str]:
@@ -314,12 +293,11 @@ def chat_requests(count: int) -> list[list[dict]]:
     return [[{"role": "user", "content": text}] for text in sentences(count)]
 
 
-def run_cnn3d(model, count: int) -> None:
-    import torch
+def run_aptvit(model, count: int, rotation_average: bool) -> None:
+    from analysis.cryoet.aptvit.infer import predict_subtomograms
 
-    volumes = torch.randn(count, 1, SUBTOMOGRAM_SIDE, SUBTOMOGRAM_SIDE, SUBTOMOGRAM_SIDE, device=model.info.device)
-    with torch.inference_mode():
-        model.module(volumes)
+    volumes = np.random.default_rng(0).standard_normal((count, *(3 * [SUBTOMOGRAM_SIDE]))).astype(np.float32)
+    predict_subtomograms(model.module, volumes, batch_size=count, rotation_average=rotation_average)
 
 
 class SkipCase(Exception):
@@ -423,9 +401,14 @@ def cases() -> list[Case]:
         ),
         Case(
             "aptvit",
-            "3D CNN stand-in",
+            "APT-ViT small (shipped checkpoint)",
             build_aptvit,
-            [Workload(f"classify 64 subtomograms {SUBTOMOGRAM_SIDE}^3", "volumes", 64, lambda m: run_cnn3d(m, 64))],
+            [
+                Workload(
+                    f"classify 64 subtomograms {SUBTOMOGRAM_SIDE}^3", "volumes", 64, lambda m: run_aptvit(m, 64, False)
+                ),
+                Workload("classify 64, 24-rotation average", "volumes", 64, lambda m: run_aptvit(m, 64, True)),
+            ],
         ),
     ]
 
