@@ -1,0 +1,89 @@
+"""Ranked descriptions: the record each proposer and ranker fills, and the ranking itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from analysis.setdiff.stats import Separation, fill_q_values, separation
+
+EVIDENCE_COUNT = 3
+
+
+@dataclass
+class Hypothesis:
+    """A description claimed to be more true of group A than of group B."""
+
+    description: str
+    proposer: str  # "measured", "caption_tokens", "comparative_decoding", "llm", "user"
+    # What the proposer based it on, such as the feature and its medians, or a phrase's z-score.
+    source: dict = field(default_factory=dict)
+    ranker: str = ""
+    # One score per image of A then B; higher means the description fits the image better.
+    scores: np.ndarray | None = None
+    result: Separation | None = None
+    evidence: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "description": self.description,
+            "direction": "more true of A than of B",
+            "proposer": self.proposer,
+            "ranker": self.ranker,
+            "source": self.source,
+            **(self.result.as_dict() if self.result else {}),
+            "evidence": self.evidence,
+        }
+
+
+def build_evidence(scores: np.ndarray, names_a: list[str], names_b: list[str], count: int = EVIDENCE_COUNT) -> dict:
+    """Pick the best-matching A images, the best-matching B images (counterexamples) and the
+    least-matching B images, each with its score."""
+    scores_a, scores_b = scores[: len(names_a)], scores[len(names_a) :]
+
+    def pick(values: np.ndarray, names: list[str], highest: bool) -> list[dict]:
+        order = np.argsort(-values if highest else values, kind="stable")[:count]
+        return [{"image": names[index], "score": float(values[index])} for index in order]
+
+    return {
+        "a_best": pick(scores_a, names_a, True),
+        "b_best": pick(scores_b, names_b, True),
+        "b_worst": pick(scores_b, names_b, False),
+    }
+
+
+def score_hypothesis(
+    hypothesis: Hypothesis,
+    scores: np.ndarray,
+    names_a: list[str],
+    names_b: list[str],
+    ranker: str,
+    resamples: int = 1000,
+    permutations: int = 2000,
+) -> Hypothesis:
+    scores = np.asarray(scores, np.float64)
+    hypothesis.scores = scores
+    hypothesis.ranker = ranker
+    hypothesis.result = separation(scores[: len(names_a)], scores[len(names_a) :], resamples, permutations)
+    hypothesis.evidence = build_evidence(scores, names_a, names_b)
+    return hypothesis
+
+
+def rank(hypotheses: list[Hypothesis]) -> list[Hypothesis]:
+    """Fill q-values across all hypotheses and sort by AUROC, then |effect size|, then p.
+
+    Several descriptions often reach an AUROC of 1 on an easy difference. Among those, object
+    measurements go before whole-image summaries, and then the larger effect size goes first.
+    """
+    scored = [item for item in hypotheses if item.result is not None]
+    fill_q_values([item.result for item in scored])
+
+    def key(item: Hypothesis):
+        result = item.result
+        effect = abs(result.effect_size) if np.isfinite(result.effect_size) else 1e9
+        # AUROCs within 0.01 count as tied, and a description of the objects goes before a
+        # whole-image summary that ties with it.
+        return (-round(result.auroc, 2), bool(item.source.get("whole_image")), -effect, result.permutation_p)
+
+    return sorted(scored, key=key)
