@@ -39,27 +39,51 @@ OBJECT_FEATURES = {"object_intensity", "object_texture"}
 FEATURES = [
     FeatureSpec("mean_intensity", "brighter images", "darker images", "fraction of full scale", "brightness"),
     FeatureSpec("object_intensity", "brighter objects", "dimmer objects", "fraction of full scale", "brightness"),
-    FeatureSpec("background_intensity", "brighter background", "darker background", "fraction of full scale", "brightness"),
+    FeatureSpec(
+        "background_intensity", "brighter background", "darker background", "fraction of full scale", "brightness"
+    ),
     FeatureSpec("contrast", "higher contrast", "lower contrast", "standard deviation of intensity", "contrast"),
     FeatureSpec("saturation", "more saturated colour", "less saturated colour", "HSV saturation", "colour"),
     FeatureSpec("red_fraction", "redder images", "less red images", "fraction of RGB sum", "colour"),
     FeatureSpec("green_fraction", "greener images", "less green images", "fraction of RGB sum", "colour"),
     FeatureSpec("blue_fraction", "bluer images", "less blue images", "fraction of RGB sum", "colour"),
     FeatureSpec("glcm_contrast", "coarser, higher-contrast texture", "smoother texture", "GLCM contrast", "texture"),
-    FeatureSpec("glcm_homogeneity", "more homogeneous texture", "less homogeneous texture", "GLCM homogeneity", "texture"),
-    FeatureSpec("glcm_correlation", "more correlated texture", "less correlated texture", "GLCM correlation", "texture"),
-    FeatureSpec("object_texture", "more textured objects", "smoother objects", "SD of intensity inside objects", "texture"),
-    FeatureSpec("lbp_entropy", "more varied fine texture", "more uniform fine texture", "LBP histogram entropy (bits)", "texture"),
+    FeatureSpec(
+        "glcm_homogeneity", "more homogeneous texture", "less homogeneous texture", "GLCM homogeneity", "texture"
+    ),
+    FeatureSpec(
+        "glcm_correlation", "more correlated texture", "less correlated texture", "GLCM correlation", "texture"
+    ),
+    FeatureSpec(
+        "object_texture", "more textured objects", "smoother objects", "SD of intensity inside objects", "texture"
+    ),
+    FeatureSpec(
+        "lbp_entropy",
+        "more varied fine texture",
+        "more uniform fine texture",
+        "LBP histogram entropy (bits)",
+        "texture",
+    ),
     FeatureSpec("edge_density", "more edges", "fewer edges", "fraction of pixels on Canny edges", "texture"),
     FeatureSpec("object_count", "more objects per image", "fewer objects per image", "objects", "count"),
     FeatureSpec("object_area", "larger objects", "smaller objects", "pixels", "size"),
     FeatureSpec("object_perimeter", "objects with longer outlines", "objects with shorter outlines", "pixels", "size"),
-    FeatureSpec("foreground_fraction", "more of the image covered by objects", "less of the image covered by objects", "fraction of pixels", "size"),
+    FeatureSpec(
+        "foreground_fraction",
+        "more of the image covered by objects",
+        "less of the image covered by objects",
+        "fraction of pixels",
+        "size",
+    ),
     FeatureSpec("eccentricity", "more elongated objects", "rounder objects", "ellipse eccentricity", "shape"),
     FeatureSpec("circularity", "rounder objects", "less round objects", "4 pi area / perimeter^2", "shape"),
     FeatureSpec("solidity", "more convex objects", "more irregular objects", "area / convex hull area", "shape"),
-    FeatureSpec("nearest_neighbour_distance", "more widely spaced objects", "more closely spaced objects", "pixels", "spacing"),
-    FeatureSpec("clark_evans_ratio", "more evenly spread objects", "more clustered objects", "Clark-Evans ratio", "clustering"),
+    FeatureSpec(
+        "nearest_neighbour_distance", "more widely spaced objects", "more closely spaced objects", "pixels", "spacing"
+    ),
+    FeatureSpec(
+        "clark_evans_ratio", "more evenly spread objects", "more clustered objects", "Clark-Evans ratio", "clustering"
+    ),
 ]
 FEATURE_SPECS = {spec.name: spec for spec in FEATURES}
 FEATURE_NAMES = [spec.name for spec in FEATURES]
@@ -106,7 +130,12 @@ def segment(gray: np.ndarray, method: str = "watershed") -> np.ndarray:
 def _glcm_features(gray: np.ndarray) -> dict[str, float]:
     levels = np.minimum((gray * GLCM_LEVELS).astype(np.uint8), GLCM_LEVELS - 1)
     matrix = feature.graycomatrix(
-        levels, distances=[1, 2], angles=[0, np.pi / 4, np.pi / 2, 3 * np.pi / 4], levels=GLCM_LEVELS, symmetric=True, normed=True
+        levels,
+        distances=[1, 2],
+        angles=[0, np.pi / 4, np.pi / 2, 3 * np.pi / 4],
+        levels=GLCM_LEVELS,
+        symmetric=True,
+        normed=True,
     )
     values = {}
     for prop in ("contrast", "homogeneity", "correlation"):
@@ -134,9 +163,21 @@ def _object_features(gray: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     if not regions:
         # No objects: size and shape have no value; 0 keeps the feature defined and ranks such
         # images below every image with objects.
-        values.update(dict.fromkeys(
-            ("object_area", "object_perimeter", "eccentricity", "circularity", "solidity", "object_texture",
-             "nearest_neighbour_distance", "clark_evans_ratio"), 0.0))
+        values.update(
+            dict.fromkeys(
+                (
+                    "object_area",
+                    "object_perimeter",
+                    "eccentricity",
+                    "circularity",
+                    "solidity",
+                    "object_texture",
+                    "nearest_neighbour_distance",
+                    "clark_evans_ratio",
+                ),
+                0.0,
+            )
+        )
         return values
     areas = np.array([region.area for region in regions], np.float64)
     perimeters = np.array([max(region.perimeter, 1.0) for region in regions], np.float64)
@@ -170,7 +211,9 @@ def measure_image(pixels: np.ndarray, method: str = "watershed") -> dict[str, fl
     values = {
         "mean_intensity": float(gray.mean()),
         "contrast": float(gray.std()),
-        "saturation": float(np.where(brightest > 0, (brightest - rgb.min(axis=2)) / np.maximum(brightest, 1e-6), 0).mean()),
+        "saturation": float(
+            np.where(brightest > 0, (brightest - rgb.min(axis=2)) / np.maximum(brightest, 1e-6), 0).mean()
+        ),
         "red_fraction": float((rgb[..., 0] / total).mean()),
         "green_fraction": float((rgb[..., 1] / total).mean()),
         "blue_fraction": float((rgb[..., 2] / total).mean()),
@@ -184,4 +227,6 @@ def measure_image(pixels: np.ndarray, method: str = "watershed") -> dict[str, fl
 
 def measure_images(images: list[np.ndarray], method: str = "watershed") -> np.ndarray:
     """Return a (number of images, number of features) array in ``FEATURE_NAMES`` order."""
-    return np.array([[row[name] for name in FEATURE_NAMES] for row in (measure_image(image, method) for image in images)])
+    return np.array(
+        [[row[name] for name in FEATURE_NAMES] for row in (measure_image(image, method) for image in images)]
+    )

@@ -361,7 +361,9 @@ def read_visdiff_csv(path: str | Path) -> dict[str, list[Path]]:
         groups: dict[str, list[Path]] = {}
         for row in reader:
             image = Path(row["path"].strip())
-            groups.setdefault(row["group_name"].strip(), []).append(image if image.is_absolute() else path.parent / image)
+            groups.setdefault(row["group_name"].strip(), []).append(
+                image if image.is_absolute() else path.parent / image
+            )
     return groups
 
 

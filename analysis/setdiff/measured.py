@@ -83,5 +83,7 @@ def rank_measured(
     """Score each measured hypothesis by its own feature, signed so that its A direction is high."""
     for hypothesis in hypotheses:
         column = FEATURE_NAMES.index(hypothesis.source["feature"])
-        score_hypothesis(hypothesis, table[:, column] * hypothesis.source["sign"], names_a, names_b, "measured", **options)
+        score_hypothesis(
+            hypothesis, table[:, column] * hypothesis.source["sign"], names_a, names_b, "measured", **options
+        )
     return hypotheses

@@ -129,13 +129,21 @@ def group_parameters(attribute: str, level: str) -> Parameters:
         raise ValueError(f"unknown attribute {attribute!r}; choose from {', '.join(ATTRIBUTES)}")
     params = Parameters()
     value = STRENGTHS[attribute][level]
-    name = {"count": "count", "size": "radius", "shape": "axis_ratio", "brightness": "brightness",
-            "texture": "texture", "clustering": "cluster_spread"}[attribute]
+    name = {
+        "count": "count",
+        "size": "radius",
+        "shape": "axis_ratio",
+        "brightness": "brightness",
+        "texture": "texture",
+        "clustering": "cluster_spread",
+    }[attribute]
     setattr(params, name, value)
     return params
 
 
-def make_pair(attribute: str, difficulty: str, images_per_group: int = 20, size: int = 128, seed: int = 0) -> SyntheticPair:
+def make_pair(
+    attribute: str, difficulty: str, images_per_group: int = 20, size: int = 128, seed: int = 0
+) -> SyntheticPair:
     """Render groups A (changed) and B (base) for one attribute and difficulty."""
     if difficulty not in DIFFICULTIES:
         raise ValueError(f"unknown difficulty {difficulty!r}; choose from {', '.join(DIFFICULTIES)}")
@@ -143,8 +151,12 @@ def make_pair(attribute: str, difficulty: str, images_per_group: int = 20, size:
     groups = []
     for level in (difficulty, "base"):
         params = group_parameters(attribute, level)
-        groups.append([
-            render_image(_jittered(params, generator), size, int(generator.integers(2**31)))
-            for _ in range(images_per_group)
-        ])
-    return SyntheticPair(attribute, difficulty, groups[0], groups[1], TRUE_DESCRIPTIONS[attribute], ACCEPTED_FEATURES[attribute])
+        groups.append(
+            [
+                render_image(_jittered(params, generator), size, int(generator.integers(2**31)))
+                for _ in range(images_per_group)
+            ]
+        )
+    return SyntheticPair(
+        attribute, difficulty, groups[0], groups[1], TRUE_DESCRIPTIONS[attribute], ACCEPTED_FEATURES[attribute]
+    )

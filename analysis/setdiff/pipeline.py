@@ -1,0 +1,170 @@
+"""One set-difference comparison: propose descriptions of A against B and rank them.
+
+The measured proposer always runs. Caption token importance needs the captioner, comparative
+decoding the VLM, and the LLM proposer the captioner and the LLM. Text descriptions are ranked
+by CLIP when it is configured, else by the sentence embedder on the captions. A role that
+cannot load is recorded with its reason, and the comparison goes on without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from analysis.backends import ModelUnavailable
+from analysis.setdiff.captions import CAPTION_PROMPT, propose_from_captions
+from analysis.setdiff.decoding import decoding_vocabulary, propose_by_decoding
+from analysis.setdiff.hypotheses import Hypothesis, rank
+from analysis.setdiff.ingest import Groups
+from analysis.setdiff.llm_proposer import propose_with_llm
+from analysis.setdiff.measured import FeatureTable, propose_measured, rank_measured
+from analysis.setdiff.rankers import EmbeddingIndex
+
+logger = logging.getLogger(__name__)
+
+PROPOSERS = ("measured", "captions", "decoding", "llm")
+
+
+@dataclass
+class Settings:
+    proposers: tuple[str, ...] = PROPOSERS
+    segmentation: str = "watershed"
+    resamples: int = 1000
+    permutations: int = 2000
+    caption_terms: int = 8
+    decoded_descriptions: int = 3
+    user_descriptions: tuple[str, ...] = ()
+
+
+@dataclass
+class SetDiffResult:
+    groups: Groups
+    hypotheses: list[Hypothesis]
+    models: dict = field(default_factory=dict)
+    unavailable: dict = field(default_factory=dict)
+    captions: dict = field(default_factory=dict)
+    index: EmbeddingIndex | None = None
+    seconds: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "groups": {
+                "a": {"name": self.groups.name_a, "images": len(self.groups.a)},
+                "b": {"name": self.groups.name_b, "images": len(self.groups.b)},
+            },
+            "skipped": [{"image": name, "reason": reason} for name, reason in self.groups.skipped],
+            "models": self.models,
+            "unavailable": self.unavailable,
+            "seconds": self.seconds,
+            "hypotheses": [item.as_dict() for item in self.hypotheses],
+        }
+
+
+def _get(registry, role: str, unavailable: dict):
+    if registry is None:
+        unavailable[role] = "no model registry was given"
+        return None
+    try:
+        return registry.get(role)
+    except ModelUnavailable as error:
+        unavailable[role] = error.reason
+        return None
+
+
+def run_setdiff(
+    groups: Groups, registry=None, settings: Settings | None = None, feature_table: FeatureTable | None = None
+) -> SetDiffResult:
+    settings = settings or Settings()
+    unknown = sorted(set(settings.proposers) - set(PROPOSERS))
+    if unknown:
+        raise ValueError(f"unknown proposer(s) {', '.join(unknown)}; choose from {', '.join(PROPOSERS)}")
+    names_a = [image.name for image in groups.a]
+    names_b = [image.name for image in groups.b]
+    options = {"resamples": settings.resamples, "permutations": settings.permutations}
+    result = SetDiffResult(groups, [])
+    hypotheses: list[Hypothesis] = []
+
+    started = time.perf_counter()
+    if "measured" in settings.proposers:
+        table = (feature_table or FeatureTable(settings.segmentation, registry.cache if registry else None)).table(
+            groups.images
+        )
+        hypotheses += rank_measured(propose_measured(table, len(groups.a)), table, names_a, names_b, **options)
+        result.seconds["measured"] = round(time.perf_counter() - started, 3)
+
+    wants_text = {"captions", "decoding", "llm"} & set(settings.proposers) or settings.user_descriptions
+    if not wants_text:
+        result.hypotheses = rank(hypotheses)
+        return result
+
+    images_a = [image.to_pil() for image in groups.a]
+    images_b = [image.to_pil() for image in groups.b]
+    captioner = (
+        _get(registry, "captioner", result.unavailable) if {"captions", "llm"} & set(settings.proposers) else None
+    )
+    captions_a: list[str] = []
+    captions_b: list[str] = []
+    if captioner is not None:
+        started = time.perf_counter()
+        captions_a, captions_b = captioner.caption(images_a), captioner.caption(images_b)
+        result.models["captioner"] = captioner.info.version
+        result.captions = dict(zip(names_a + names_b, captions_a + captions_b, strict=True))
+        result.seconds["captions"] = round(time.perf_counter() - started, 3)
+
+    vlm = _get(registry, "vlm", result.unavailable) if {"captions", "decoding"} & set(settings.proposers) else None
+    if vlm is not None:
+        result.models["vlm"] = vlm.info.version
+
+    text_hypotheses: list[Hypothesis] = []
+    if "captions" in settings.proposers and captions_a:
+        found, _ = propose_from_captions(
+            captions_a, captions_b, settings.caption_terms, vlm=vlm, images_a=images_a, images_b=images_b
+        )
+        text_hypotheses += found
+    if "decoding" in settings.proposers and vlm is not None:
+        started = time.perf_counter()
+        try:
+            text_hypotheses += propose_by_decoding(
+                vlm, images_a, images_b, decoding_vocabulary(captions_a), settings.decoded_descriptions
+            )
+        except NotImplementedError as error:
+            result.unavailable["comparative_decoding"] = str(error)
+        result.seconds["decoding"] = round(time.perf_counter() - started, 3)
+    if "llm" in settings.proposers and captions_a:
+        llm = _get(registry, "llm", result.unavailable)
+        if llm is not None:
+            result.models["llm"] = llm.info.version
+            text_hypotheses += propose_with_llm(llm, captions_a, captions_b)
+    text_hypotheses += [Hypothesis(description=text, proposer="user") for text in settings.user_descriptions]
+
+    # One description proposed twice is ranked once, keeping the first proposer.
+    seen: set[str] = set()
+    text_hypotheses = [
+        item for item in text_hypotheses if not (item.description.lower() in seen or seen.add(item.description.lower()))
+    ]
+
+    started = time.perf_counter()
+    clip = _get(registry, "clip", result.unavailable)
+    backend = None
+    if clip is not None:
+        result.index = EmbeddingIndex.from_clip(clip, images_a, images_b, names_a, names_b)
+        backend = clip
+    elif captions_a:
+        embedder = _get(registry, "sentence_embedder", result.unavailable)
+        if embedder is not None:
+            result.index = EmbeddingIndex.from_captions(embedder, captions_a, captions_b, names_a, names_b)
+            backend = embedder
+    if result.index is not None and text_hypotheses:
+        result.models[result.index.ranker] = result.index.model
+        hypotheses += result.index.rank(text_hypotheses, backend, **options)
+    elif text_hypotheses:
+        result.unavailable["text_ranker"] = (
+            "no CLIP model and no captions with a sentence embedder, so text descriptions are not ranked"
+        )
+    result.seconds["text_ranking"] = round(time.perf_counter() - started, 3)
+    result.hypotheses = rank(hypotheses)
+    return result
+
+
+__all__ = ["CAPTION_PROMPT", "PROPOSERS", "SetDiffResult", "Settings", "run_setdiff"]
