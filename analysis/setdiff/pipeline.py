@@ -33,7 +33,14 @@ class Settings:
     resamples: int = 1000
     permutations: int = 2000
     caption_terms: int = 8
+    # Image pairs on which the VLM scores each caption term.
+    vlm_pairs: int = 4
     decoded_descriptions: int = 3
+    decoding_length: int = 4
+    # Images per group that condition comparative decoding.
+    decoding_sample: int = 4
+    # Candidate words for comparative decoding; None takes caption words and BASE_VOCABULARY.
+    decoding_vocabulary: tuple[str, ...] | None = None
     user_descriptions: tuple[str, ...] = ()
 
 
@@ -119,14 +126,27 @@ def run_setdiff(
     text_hypotheses: list[Hypothesis] = []
     if "captions" in settings.proposers and captions_a:
         found, _ = propose_from_captions(
-            captions_a, captions_b, settings.caption_terms, vlm=vlm, images_a=images_a, images_b=images_b
+            captions_a,
+            captions_b,
+            settings.caption_terms,
+            vlm=vlm,
+            images_a=images_a,
+            images_b=images_b,
+            vlm_pairs=settings.vlm_pairs,
         )
         text_hypotheses += found
     if "decoding" in settings.proposers and vlm is not None:
         started = time.perf_counter()
         try:
+            vocabulary = list(settings.decoding_vocabulary or decoding_vocabulary(captions_a))
             text_hypotheses += propose_by_decoding(
-                vlm, images_a, images_b, decoding_vocabulary(captions_a), settings.decoded_descriptions
+                vlm,
+                images_a,
+                images_b,
+                vocabulary,
+                settings.decoded_descriptions,
+                length=settings.decoding_length,
+                sample=settings.decoding_sample,
             )
         except NotImplementedError as error:
             result.unavailable["comparative_decoding"] = str(error)
