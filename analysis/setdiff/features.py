@@ -26,15 +26,28 @@ class FeatureSpec:
 
     @property
     def whole_image(self) -> bool:
-        """Whether the feature summarises the whole image rather than the segmented objects."""
-        return self.family in WHOLE_IMAGE_FAMILIES and self.name not in OBJECT_FEATURES
+        """Whether the feature summarises the whole image rather than measuring each object."""
+        return self.name in WHOLE_IMAGE_FEATURES
 
 
 # Whole-image summaries change with any change to the objects (more nuclei also mean more
-# edges and a brighter mean), so the ranking prefers an object measurement that separates the
-# groups as well.
-WHOLE_IMAGE_FAMILIES = {"brightness", "contrast", "colour", "texture"}
-OBJECT_FEATURES = {"object_intensity", "object_texture"}
+# edges, more covered area and a brighter mean), so the ranking prefers an object measurement
+# that separates the groups about as well.
+WHOLE_IMAGE_FEATURES = {
+    "mean_intensity",
+    "background_intensity",
+    "contrast",
+    "saturation",
+    "red_fraction",
+    "green_fraction",
+    "blue_fraction",
+    "glcm_contrast",
+    "glcm_homogeneity",
+    "glcm_correlation",
+    "lbp_entropy",
+    "edge_density",
+    "foreground_fraction",
+}
 
 FEATURES = [
     FeatureSpec("mean_intensity", "brighter images", "darker images", "fraction of full scale", "brightness"),
@@ -55,7 +68,7 @@ FEATURES = [
         "glcm_correlation", "more correlated texture", "less correlated texture", "GLCM correlation", "texture"
     ),
     FeatureSpec(
-        "object_texture", "more textured objects", "smoother objects", "SD of intensity inside objects", "texture"
+        "object_texture", "more textured objects", "smoother objects", "interior coefficient of variation", "texture"
     ),
     FeatureSpec(
         "lbp_entropy",
@@ -151,6 +164,19 @@ def _lbp_entropy(gray: np.ndarray) -> float:
     return float(-(probabilities * np.log2(probabilities)).sum())
 
 
+def _interior_variation(gray: np.ndarray, region) -> float:
+    """Coefficient of variation of intensity inside an object, 2 pixels in from its outline.
+
+    Dividing by the mean keeps brighter objects with the same pattern from counting as more
+    textured, and leaving out the blurred rim keeps larger objects (relatively less rim) from
+    counting as smoother. Objects with fewer than 5 interior pixels use all their pixels.
+    """
+    interior = ndimage.binary_erosion(region.image, iterations=2)
+    mask = interior if interior.sum() >= 5 else region.image
+    pixels = gray[region.slice][mask]
+    return float(pixels.std() / max(pixels.mean(), 1e-6))
+
+
 def _object_features(gray: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     regions = [region for region in measure.regionprops(labels, intensity_image=gray) if region.area >= MIN_OBJECT_AREA]
     foreground = labels > 0
@@ -186,7 +212,7 @@ def _object_features(gray: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     values["eccentricity"] = float(np.median([region.eccentricity for region in regions]))
     values["circularity"] = float(np.median(np.minimum(4 * np.pi * areas / perimeters**2, 1.0)))
     values["solidity"] = float(np.median([region.solidity for region in regions]))
-    values["object_texture"] = float(np.median([gray[region.slice][region.image].std() for region in regions]))
+    values["object_texture"] = float(np.median([_interior_variation(gray, region) for region in regions]))
     centroids = np.array([region.centroid for region in regions])
     if len(regions) >= 2:
         distances, _ = cKDTree(centroids).query(centroids, k=2)

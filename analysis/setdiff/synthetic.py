@@ -33,7 +33,13 @@ ACCEPTED_FEATURES = {
     "size": {"object_area": 1, "object_perimeter": 1, "foreground_fraction": 1},
     "shape": {"eccentricity": 1, "circularity": -1},
     "brightness": {"object_intensity": 1, "mean_intensity": 1},
-    "texture": {"object_texture": 1, "glcm_contrast": 1, "glcm_homogeneity": -1, "lbp_entropy": 1},
+    "texture": {
+        "object_texture": 1,
+        "glcm_contrast": 1,
+        "glcm_homogeneity": -1,
+        "glcm_correlation": -1,
+        "lbp_entropy": 1,
+    },
     "clustering": {"clark_evans_ratio": -1, "nearest_neighbour_distance": -1},
 }
 TRUE_DESCRIPTIONS = {
