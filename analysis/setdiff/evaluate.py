@@ -159,6 +159,7 @@ def run_synthetic_benchmark(
     attributes=ATTRIBUTES,
     seeds: int = 2,
     images_per_group: int = 20,
+    first_seed: int = 0,
     segmentation: str = "watershed",
     resamples: int = 200,
     permutations: int = 500,
@@ -169,7 +170,7 @@ def run_synthetic_benchmark(
     features_seconds = 0.0
     for difficulty in difficulties:
         for attribute in attributes:
-            for seed in range(seeds):
+            for seed in range(first_seed, first_seed + seeds):
                 pair = make_pair(attribute, difficulty, images_per_group, seed=seed)
                 tag = f"{attribute}-{difficulty}-{seed}"
                 records = _records(pair.a, "A", tag) + _records(pair.b, "B", tag)

@@ -177,11 +177,18 @@ def _interior_variation(gray: np.ndarray, region) -> float:
     return float(pixels.std() / max(pixels.mean(), 1e-6))
 
 
+def _touches_edge(bbox: tuple[int, int, int, int], shape: tuple[int, ...]) -> bool:
+    return bbox[0] == 0 or bbox[1] == 0 or bbox[2] == shape[0] or bbox[3] == shape[1]
+
+
 def _object_features(gray: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     regions = [region for region in measure.regionprops(labels, intensity_image=gray) if region.area >= MIN_OBJECT_AREA]
     foreground = labels > 0
+    # Objects cut by the image edge count as half, which on average counts each object once
+    # when a larger field is cut into tiles.
+    on_edge = sum(1 for region in regions if _touches_edge(region.bbox, gray.shape))
     values = {
-        "object_count": float(len(regions)),
+        "object_count": float(len(regions) - 0.5 * on_edge),
         "foreground_fraction": float(foreground.mean()),
         "object_intensity": float(gray[foreground].mean()) if foreground.any() else float(gray.mean()),
         "background_intensity": float(gray[~foreground].mean()) if (~foreground).any() else float(gray.mean()),
