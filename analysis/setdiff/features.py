@@ -1,9 +1,9 @@
 """Measured (morphometric) features of one image, computed without any model weights.
 
-Intensity, contrast and colour come from the pixels; texture from grey-level co-occurrence
-matrices and uniform local binary patterns; edge density from a Canny edge map; and object
-count, size, shape and spacing from a segmentation: an Otsu threshold, optionally split into
-touching objects by a watershed on the distance transform.
+Intensity, contrast and colour come from the pixels. Texture comes from grey-level
+co-occurrence matrices and uniform local binary patterns, and edge density from a Canny edge
+map. Object count, size, shape and spacing come from a segmentation, which is an Otsu
+threshold, optionally split into touching objects by a watershed on the distance transform.
 """
 
 from __future__ import annotations
@@ -181,9 +181,36 @@ def _touches_edge(bbox: tuple[int, int, int, int], shape: tuple[int, ...]) -> bo
     return bbox[0] == 0 or bbox[1] == 0 or bbox[2] == shape[0] or bbox[3] == shape[1]
 
 
+PER_OBJECT_FEATURES = (
+    "object_area",
+    "object_perimeter",
+    "eccentricity",
+    "circularity",
+    "solidity",
+    "object_texture",
+    "nearest_neighbour_distance",
+    "clark_evans_ratio",
+)
+
+
+def _spacing_features(centroids: np.ndarray, shape: tuple[int, ...]) -> dict[str, float]:
+    if len(centroids) < 2:
+        return {"nearest_neighbour_distance": float(np.hypot(*shape)), "clark_evans_ratio": 1.0}
+    distances, _ = cKDTree(centroids).query(centroids, k=2)
+    nearest = distances[:, 1]
+    density = len(centroids) / float(np.prod(shape))
+    # Clark-Evans ratio: the observed mean nearest-neighbour distance over 1 / (2 sqrt(density)),
+    # its expected value under complete spatial randomness. Below 1 means clustered.
+    return {
+        "nearest_neighbour_distance": float(nearest.mean()),
+        "clark_evans_ratio": float(nearest.mean() * 2.0 * np.sqrt(density)),
+    }
+
+
 def _object_features(gray: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     regions = [region for region in measure.regionprops(labels, intensity_image=gray) if region.area >= MIN_OBJECT_AREA]
     foreground = labels > 0
+
     # Objects cut by the image edge count as half, which on average counts each object once
     # when a larger field is cut into tiles.
     on_edge = sum(1 for region in regions if _touches_edge(region.bbox, gray.shape))
@@ -194,24 +221,11 @@ def _object_features(gray: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         "background_intensity": float(gray[~foreground].mean()) if (~foreground).any() else float(gray.mean()),
     }
     if not regions:
-        # No objects: size and shape have no value; 0 keeps the feature defined and ranks such
-        # images below every image with objects.
-        values.update(
-            dict.fromkeys(
-                (
-                    "object_area",
-                    "object_perimeter",
-                    "eccentricity",
-                    "circularity",
-                    "solidity",
-                    "object_texture",
-                    "nearest_neighbour_distance",
-                    "clark_evans_ratio",
-                ),
-                0.0,
-            )
-        )
+        # Size and shape have no value without objects. A value of 0 keeps each feature
+        # defined and ranks such images below every image with objects.
+        values.update(dict.fromkeys(PER_OBJECT_FEATURES, 0.0))
         return values
+
     areas = np.array([region.area for region in regions], np.float64)
     perimeters = np.array([max(region.perimeter, 1.0) for region in regions], np.float64)
     values["object_area"] = float(np.median(areas))
@@ -220,18 +234,8 @@ def _object_features(gray: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     values["circularity"] = float(np.median(np.minimum(4 * np.pi * areas / perimeters**2, 1.0)))
     values["solidity"] = float(np.median([region.solidity for region in regions]))
     values["object_texture"] = float(np.median([_interior_variation(gray, region) for region in regions]))
-    centroids = np.array([region.centroid for region in regions])
-    if len(regions) >= 2:
-        distances, _ = cKDTree(centroids).query(centroids, k=2)
-        nearest = distances[:, 1]
-        density = len(regions) / gray.size
-        values["nearest_neighbour_distance"] = float(nearest.mean())
-        # Clark-Evans: observed mean nearest-neighbour distance over the 1 / (2 sqrt(density))
-        # expected under complete spatial randomness; below 1 means clustered.
-        values["clark_evans_ratio"] = float(nearest.mean() * 2.0 * np.sqrt(density))
-    else:
-        values["nearest_neighbour_distance"] = float(np.hypot(*gray.shape))
-        values["clark_evans_ratio"] = 1.0
+
+    values.update(_spacing_features(np.array([region.centroid for region in regions]), gray.shape))
     return values
 
 

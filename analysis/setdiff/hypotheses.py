@@ -77,10 +77,10 @@ def rank(hypotheses: list[Hypothesis], summary_margin: float = SUMMARY_MARGIN) -
     """Fill q-values across all hypotheses and sort them, best first.
 
     The sort key is the AUROC rounded to 2 decimals, then |effect size|, then the permutation
-    p-value. A whole-image summary (mean intensity, GLCM texture, edge density and the like)
-    has ``summary_margin`` taken off its AUROC for sorting only, because such summaries move
-    with any change to the objects: more nuclei also mean more edges and a brighter mean. So a
-    summary goes before an object measurement only when it separates the groups clearly better.
+    p-value. For sorting only, a whole-image summary (mean intensity, GLCM texture, edge
+    density and the like) has ``summary_margin`` taken off its AUROC. Such summaries move with
+    any change to the objects, because more nuclei also mean more edges and a brighter mean.
+    So a summary goes first only when it separates the groups clearly better.
     """
     scored = [item for item in hypotheses if item.result is not None]
     fill_q_values([item.result for item in scored])

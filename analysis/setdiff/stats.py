@@ -16,7 +16,7 @@ from scipy import stats as scipy_stats
 
 @dataclass
 class Separation:
-    """How well a score separates group A from group B."""
+    """Statistics of one score that measure its separation of group A from group B."""
 
     auroc: float  # P(score of a random A image > score of a random B image), ties count 1/2
     auroc_low: float  # bootstrap 95% percentile interval

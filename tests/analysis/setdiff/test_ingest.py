@@ -54,16 +54,16 @@ def test_exif_orientation_applied_once():
 
 def test_sixteen_bit_uses_bits_in_use():
     values = np.array([[0, 1000], [2000, 4095]], np.uint16)  # 12-bit camera data
-    [(_, rgb, how)] = decode("twelve.png", png_bytes(Image.fromarray(values)))
+    [(_, rgb, scaling)] = decode("twelve.png", png_bytes(Image.fromarray(values)))
     assert rgb[..., 0].tolist() == [[0, 62], [125, 255]]
-    assert "4095" in how
+    assert "4095" in scaling
 
 
 def test_sixteen_bit_full_range():
     values = np.array([[0, 65535], [32768, 16384]], np.uint16)
-    scaled, how = scale_to_uint8(values)
+    scaled, scaling = scale_to_uint8(values)
     assert scaled.tolist() == [[0, 255], [128, 64]]
-    assert "16 bits" in how
+    assert "16 bits" in scaling
 
 
 def test_float_tiff_scaled():
@@ -73,9 +73,9 @@ def test_float_tiff_scaled():
     [(_, rgb, _)] = decode("unit.tif", buffer.getvalue())
     assert rgb[..., 1].tolist() == [[0, 128], [255, 64]]
     # Floats outside [0, 1] are stretched from their own range.
-    wide, how = scale_to_uint8(np.array([[-2.0, 0.0], [2.0, 6.0]]))
+    wide, scaling = scale_to_uint8(np.array([[-2.0, 0.0], [2.0, 6.0]]))
     assert wide.tolist() == [[0, 64], [128, 255]]
-    assert "stretched" in how
+    assert "stretched" in scaling
 
 
 def test_alpha_flattened_on_background():
@@ -107,9 +107,9 @@ def test_grayscale_and_cmyk_become_rgb():
     cmyk = Image.new("CMYK", (2, 2), (0, 255, 255, 0))  # no cyan or black, full magenta and yellow: red
     buffer = io.BytesIO()
     cmyk.save(buffer, format="TIFF")
-    [(_, rgb, how)] = decode("cmyk.tif", buffer.getvalue())
+    [(_, rgb, scaling)] = decode("cmyk.tif", buffer.getvalue())
     assert tuple(rgb[0, 0]) == (255, 0, 0)
-    assert "CMYK" in how
+    assert "CMYK" in scaling
 
 
 def test_multipage_tiff_reads_each_page():
@@ -162,9 +162,9 @@ def dicom_bytes(pixels: np.ndarray, photometric: str = "MONOCHROME2", slope: flo
 
 
 def test_dicom_bits_stored():
-    [(_, rgb, how)] = decode("scan.dcm", dicom_bytes(np.array([[0, 4095], [2048, 1024]])))
+    [(_, rgb, scaling)] = decode("scan.dcm", dicom_bytes(np.array([[0, 4095], [2048, 1024]])))
     assert rgb[..., 0].tolist() == [[0, 255], [128, 64]]
-    assert "MONOCHROME2" in how
+    assert "MONOCHROME2" in scaling
 
 
 def test_dicom_monochrome1_inverted():

@@ -12,7 +12,13 @@ from analysis.setdiff import stats
 
 
 def brute_force_auroc(a, b) -> float:
-    wins = sum(1.0 if x > y else 0.5 if x == y else 0.0 for x in a for y in b)
+    wins = 0.0
+    for x in a:
+        for y in b:
+            if x > y:
+                wins += 1.0
+            elif x == y:
+                wins += 0.5
     return wins / (len(a) * len(b))
 
 
