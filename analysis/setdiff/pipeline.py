@@ -1,9 +1,10 @@
 """One set-difference comparison: propose descriptions of A against B and rank them.
 
-The measured proposer always runs. Caption token importance needs the captioner, comparative
-decoding the VLM, and the LLM proposer the captioner and the LLM. Text descriptions are ranked
-by CLIP when it is configured, else by the sentence embedder on the captions. A role that
-cannot load is recorded with its reason, and the comparison goes on without it.
+The measured proposer runs unless left out. Caption token importance needs the captioner,
+comparative decoding the VLM, and the LLM proposer the captioner and the LLM. With the
+``auto`` text ranker, text descriptions are ranked by CLIP when it is configured, else by the
+sentence embedder on the captions, else by the VLM's yes/no answers. A role that cannot load
+is recorded with its reason, and the comparison goes on without it.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from analysis.setdiff.hypotheses import Hypothesis, rank
 from analysis.setdiff.ingest import Groups
 from analysis.setdiff.llm_proposer import propose_with_llm
 from analysis.setdiff.measured import FeatureTable, propose_measured, rank_measured
-from analysis.setdiff.rankers import EmbeddingIndex
+from analysis.setdiff.rankers import EmbeddingIndex, rank_by_vqa
 
 logger = logging.getLogger(__name__)
 
 PROPOSERS = ("measured", "captions", "decoding", "llm")
+TEXT_RANKERS = ("auto", "clip", "sentence_embedder", "vqa")
 
 
 @dataclass
@@ -42,6 +44,7 @@ class Settings:
     # Candidate words for comparative decoding; None takes caption words and BASE_VOCABULARY.
     decoding_vocabulary: tuple[str, ...] | None = None
     user_descriptions: tuple[str, ...] = ()
+    text_ranker: str = "auto"
 
 
 @dataclass
@@ -86,6 +89,8 @@ def run_setdiff(
     unknown = sorted(set(settings.proposers) - set(PROPOSERS))
     if unknown:
         raise ValueError(f"unknown proposer(s) {', '.join(unknown)}; choose from {', '.join(PROPOSERS)}")
+    if settings.text_ranker not in TEXT_RANKERS:
+        raise ValueError(f"unknown text ranker {settings.text_ranker!r}; choose from {', '.join(TEXT_RANKERS)}")
     names_a = [image.name for image in groups.a]
     names_b = [image.name for image in groups.b]
     options = {"resamples": settings.resamples, "permutations": settings.permutations}
@@ -119,7 +124,8 @@ def run_setdiff(
         result.captions = dict(zip(names_a + names_b, captions_a + captions_b, strict=True))
         result.seconds["captions"] = round(time.perf_counter() - started, 3)
 
-    vlm = _get(registry, "vlm", result.unavailable) if {"captions", "decoding"} & set(settings.proposers) else None
+    needs_vlm = {"captions", "decoding"} & set(settings.proposers) or settings.text_ranker in ("auto", "vqa")
+    vlm = _get(registry, "vlm", result.unavailable) if needs_vlm else None
     if vlm is not None:
         result.models["vlm"] = vlm.info.version
 
@@ -159,32 +165,47 @@ def run_setdiff(
     text_hypotheses += [Hypothesis(description=text, proposer="user") for text in settings.user_descriptions]
 
     # One description proposed twice is ranked once, keeping the first proposer.
-    seen: set[str] = set()
-    text_hypotheses = [
-        item for item in text_hypotheses if not (item.description.lower() in seen or seen.add(item.description.lower()))
-    ]
+    distinct: dict[str, Hypothesis] = {}
+    for item in text_hypotheses:
+        distinct.setdefault(item.description.lower(), item)
+    text_hypotheses = list(distinct.values())
 
     started = time.perf_counter()
-    clip = _get(registry, "clip", result.unavailable)
-    backend = None
-    if clip is not None:
-        result.index = EmbeddingIndex.from_clip(clip, images_a, images_b, names_a, names_b)
-        backend = clip
-    elif captions_a:
-        embedder = _get(registry, "sentence_embedder", result.unavailable)
-        if embedder is not None:
-            result.index = EmbeddingIndex.from_captions(embedder, captions_a, captions_b, names_a, names_b)
-            backend = embedder
-    if result.index is not None and text_hypotheses:
-        result.models[result.index.ranker] = result.index.model
-        hypotheses += result.index.rank(text_hypotheses, backend, **options)
-    elif text_hypotheses:
-        result.unavailable["text_ranker"] = (
-            "no CLIP model and no captions with a sentence embedder, so text descriptions are not ranked"
+    if text_hypotheses:
+        hypotheses += _rank_text(
+            text_hypotheses, result, registry, settings, images_a, images_b, captions_a, captions_b, vlm
         )
     result.seconds["text_ranking"] = round(time.perf_counter() - started, 3)
     result.hypotheses = rank(hypotheses)
     return result
 
 
-__all__ = ["CAPTION_PROMPT", "PROPOSERS", "SetDiffResult", "Settings", "run_setdiff"]
+def _rank_text(text_hypotheses, result, registry, settings, images_a, images_b, captions_a, captions_b, vlm):
+    """Rank text descriptions with the configured text ranker; record why when none can."""
+    names_a = [image.name for image in result.groups.a]
+    names_b = [image.name for image in result.groups.b]
+    options = {"resamples": settings.resamples, "permutations": settings.permutations}
+    choice = settings.text_ranker
+    if choice in ("auto", "clip"):
+        clip = _get(registry, "clip", result.unavailable)
+        if clip is not None:
+            result.index = EmbeddingIndex.from_clip(clip, images_a, images_b, names_a, names_b)
+            result.models["clip"] = result.index.model
+            return result.index.rank(text_hypotheses, clip, **options)
+    if choice in ("auto", "sentence_embedder") and captions_a:
+        embedder = _get(registry, "sentence_embedder", result.unavailable)
+        if embedder is not None:
+            result.index = EmbeddingIndex.from_captions(embedder, captions_a, captions_b, names_a, names_b)
+            result.models["sentence_embedder"] = result.index.model
+            return result.index.rank(text_hypotheses, embedder, **options)
+    if choice in ("auto", "vqa") and vlm is not None:
+        result.models["vlm"] = vlm.info.version
+        return rank_by_vqa(text_hypotheses, vlm, images_a, images_b, names_a, names_b, **options)
+    result.unavailable["text_ranker"] = (
+        f"the {choice} text ranker has no usable model (CLIP, captions with a sentence embedder, or a VLM), "
+        "so text descriptions are not ranked"
+    )
+    return []
+
+
+__all__ = ["CAPTION_PROMPT", "PROPOSERS", "TEXT_RANKERS", "SetDiffResult", "Settings", "run_setdiff"]

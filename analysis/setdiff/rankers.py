@@ -75,3 +75,33 @@ class EmbeddingIndex:
             score_hypothesis(hypothesis, similarities[:, column], self.names_a, self.names_b, self.ranker, **options)
             hypothesis.source.setdefault("ranker_model", self.model)
         return hypotheses
+
+
+VQA_PROMPT = "Is this true of the image: {description}? Answer yes or no."
+
+
+def vqa_scores(vlm, images: list, description: str) -> np.ndarray:
+    """Score each image by log p("yes") - log p("no") for the VLM's answer about ``description``.
+
+    Each answer's log-probability is the sum over its tokens, scored with ``continuation_logprobs``.
+    """
+    prompt = VQA_PROMPT.format(description=description)
+    scores = []
+    for image in images:
+        yes = sum(vlm.continuation_logprobs([image], prompt, "yes"))
+        no = sum(vlm.continuation_logprobs([image], prompt, "no"))
+        scores.append(yes - no)
+    return np.array(scores, np.float64)
+
+
+def rank_by_vqa(
+    hypotheses: list[Hypothesis], vlm, images_a: list, images_b: list, names_a: list[str], names_b: list[str], **options
+) -> list[Hypothesis]:
+    """Score each hypothesis by yes/no answers of the VLM on every image (two forward passes per image)."""
+    images = [*images_a, *images_b]
+    for hypothesis in hypotheses:
+        score_hypothesis(
+            hypothesis, vqa_scores(vlm, images, hypothesis.description), names_a, names_b, "vqa", **options
+        )
+        hypothesis.source.setdefault("ranker_model", vlm.info.version)
+    return hypotheses

@@ -18,7 +18,7 @@ from analysis.setdiff.hypotheses import Hypothesis
 from analysis.setdiff.ingest import Groups, ImageRecord
 from analysis.setdiff.llm_proposer import parse_phrases
 from analysis.setdiff.pipeline import Settings, run_setdiff
-from analysis.setdiff.rankers import EmbeddingIndex
+from analysis.setdiff.rankers import VQA_PROMPT, EmbeddingIndex, rank_by_vqa
 from tests.analysis.backends.network_guard import block_network
 from tests.analysis.backends.tiny_models import save_scripted_llama, save_tiny_bert, save_tiny_blip, save_tiny_llava
 
@@ -259,3 +259,66 @@ def test_pipeline_sentence_embedder_without_clip(sources, tmp_path):
     user = next(item for item in result.hypotheses if item.proposer == "user")
     expected = embedder.embed(captions) @ embedder.embed(["red cells"])[0]
     assert np.allclose(user.scores, expected, atol=1e-5)
+
+
+def test_vqa_ranker_matches_direct_calls(registry):
+    vlm = registry.get("vlm")
+    images_a = coloured_images((220, 40, 40), 2, 13)
+    images_b = coloured_images((40, 40, 220), 2, 14)
+    [ranked] = rank_by_vqa(
+        [Hypothesis("red cells", "user")], vlm, images_a, images_b, ["a0", "a1"], ["b0", "b1"], **FAST
+    )
+    prompt = VQA_PROMPT.format(description="red cells")
+    expected = [
+        sum(vlm.continuation_logprobs([image], prompt, "yes")) - sum(vlm.continuation_logprobs([image], prompt, "no"))
+        for image in images_a + images_b
+    ]
+    assert np.allclose(ranked.scores, expected)
+    assert ranked.ranker == "vqa"
+    assert ranked.evidence["a_best"][0]["image"] in ("a0", "a1")
+
+
+def test_pipeline_vqa_text_ranker(registry):
+    groups = groups_from(coloured_images((220, 40, 40), 2, 15), coloured_images((40, 40, 220), 2, 16))
+    settings = Settings(proposers=("measured",), text_ranker="vqa", user_descriptions=("red cells",), **FAST)
+    result = run_setdiff(groups, registry, settings)
+    user = [item for item in result.hypotheses if item.proposer == "user"]
+    assert [item.ranker for item in user] == ["vqa"]
+    assert "vlm" in result.models
+
+
+def test_cli_rank_from_stored_embeddings(sources, tmp_path, monkeypatch, capsys):
+    from analysis.__main__ import main
+
+    for role in ("CAPTIONER", "VLM", "LLM", "CLIP", "SENTENCE_EMBEDDER"):
+        monkeypatch.delenv(f"BIOVLM_MODEL_{role}", raising=False)
+    monkeypatch.setenv("BIOVLM_MODEL_CLIP", sources["clip"])
+    for seed, (group, colour) in enumerate((("A", (220, 40, 40)), ("B", (40, 40, 220))), start=17):
+        (tmp_path / group).mkdir()
+        for index, image in enumerate(coloured_images(colour, 3, seed)):
+            image.save(tmp_path / group / f"{index}.png")
+    output = tmp_path / "run.json"
+    arguments = [
+        "setdiff",
+        "run",
+        str(tmp_path / "A"),
+        str(tmp_path / "B"),
+        "-o",
+        str(output),
+        "--proposers",
+        "measured",
+    ]
+    assert main([*arguments, "--describe", "red cells", "--resamples", "50", "--permutations", "50"]) == 0
+    stored = tmp_path / "run.embeddings.npz"
+    assert stored.is_file()
+    run_rows = {row["description"]: row for row in json.loads(output.read_text())["hypotheses"]}
+    capsys.readouterr()
+
+    assert main(["setdiff", "rank", str(stored), "red cells", "blue cells"]) == 0
+    printed = capsys.readouterr().out
+    assert "red cells" in printed
+    assert "blue cells" in printed
+    assert f"{run_rows['red cells']['auroc']:5.3f}" in printed
+
+    assert main(["setdiff", "rank", str(tmp_path / "missing.npz"), "red cells"]) == 2
+    assert "run 'setdiff run' first" in capsys.readouterr().err
