@@ -108,3 +108,22 @@ def test_read_pairs_errors(tmp_path):
         read_pairs(path)
     path.write_text('{"group_a": "x", "group_b": "y", "description": "z"}\n')
     assert read_pairs(path) == [{"group_a": "x", "group_b": "y", "difference": "z"}]
+
+
+def test_cli_visdiff_prints_accuracy(tmp_path, monkeypatch, capsys):
+    from analysis.__main__ import main
+
+    for role in ("CAPTIONER", "VLM", "LLM", "CLIP", "SENTENCE_EMBEDDER"):
+        monkeypatch.delenv(f"BIOVLM_MODEL_{role}", raising=False)
+    csv_path = write_visdiff(tmp_path, make_pair("size", "easy", 5, seed=6), "big", "small")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"set1": "big", "set2": "small", "difference": "larger nuclei"}) + "\n")
+    output = tmp_path / "verdicts.json"
+    arguments = ["setdiff", "visdiff", str(csv_path), str(pairs), "--proposers", "measured", "--judge", "embedding"]
+    assert main([*arguments, "-o", str(output)]) == 0
+    printed = capsys.readouterr().out
+    assert "Judge: sentence-embedding judge, cosine >=" in printed
+    assert "1 pairs: Acc@1" in printed
+    verdicts = json.loads(output.read_text())
+    assert len(verdicts["pairs"][0]["top5"]) == 5
+    assert verdicts["pairs"][0]["group_a"] == "big"
