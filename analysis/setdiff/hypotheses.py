@@ -34,10 +34,21 @@ class Hypothesis:
             "direction": "more true of A than of B",
             "proposer": self.proposer,
             "ranker": self.ranker,
-            "source": self.source,
+            "source": _finite_or_none(self.source),
             **(self.result.as_dict() if self.result else {}),
             "evidence": self.evidence,
         }
+
+
+def _finite_or_none(value):
+    """Replace NaN and infinite floats with None, so the result is valid JSON."""
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(item) for item in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def build_evidence(scores: np.ndarray, names_a: list[str], names_b: list[str], count: int = EVIDENCE_COUNT) -> dict:

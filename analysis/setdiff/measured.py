@@ -83,7 +83,10 @@ def rank_measured(
     """Score each measured hypothesis by its own feature, signed so that its A direction is high."""
     for hypothesis in hypotheses:
         column = FEATURE_NAMES.index(hypothesis.source["feature"])
-        score_hypothesis(
-            hypothesis, table[:, column] * hypothesis.source["sign"], names_a, names_b, "measured", **options
-        )
+        sign = hypothesis.source["sign"]
+        score_hypothesis(hypothesis, table[:, column] * sign, names_a, names_b, "measured", **options)
+        # Scores are signed so that higher fits the description; evidence also shows the measured value.
+        for entries in hypothesis.evidence.values():
+            for entry in entries:
+                entry["value"] = entry["score"] * sign
     return hypotheses

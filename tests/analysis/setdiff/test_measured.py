@@ -125,6 +125,20 @@ def test_evidence_lists_extremes():
     assert [entry["image"] for entry in count.evidence["b_best"]] == ["B3", "B2", "B1"]
     assert [entry["image"] for entry in count.evidence["b_worst"]] == ["B0", "B1", "B2"]
     assert count.evidence["b_worst"][0]["score"] == 3
+    assert count.evidence["b_worst"][0]["value"] == 3
+
+
+def test_evidence_values_keep_sign():
+    small = [blob_image(grid(n), 5, seed=n) for n in (3, 4, 5)]
+    large = [blob_image(grid(n), 5, seed=n) for n in (10, 12, 14)]
+    result = run_setdiff(as_groups(small, large), None, FAST)
+    count = next(item for item in result.hypotheses if item.source["feature"] == "object_count")
+    assert count.source["sign"] == -1
+    # For "fewer objects", the best-matching A image has the fewest objects.
+    assert count.evidence["a_best"][0]["image"] == "A0"
+    assert count.evidence["a_best"][0]["value"] == 3
+    assert count.evidence["a_best"][0]["score"] == -3
+    assert json.loads(json.dumps(result.as_dict(), allow_nan=False))
 
 
 def test_synthetic_easy_count_ranked_first():
