@@ -189,6 +189,7 @@ def _check_pixels(name: str, height: int, width: int, max_pixels: int) -> None:
 def _decode_tiff(name: str, data: bytes, options: IngestOptions) -> Iterator[tuple[str, np.ndarray, str]]:
     import tifffile
 
+    # NOTE: tifffile returns pixels in stored order, so a TIFF Orientation tag other than 1 is not applied.
     with tifffile.TiffFile(io.BytesIO(data)) as tiff:
         pages = list(tiff.pages)
         for index, page in enumerate(pages):
@@ -245,6 +246,8 @@ def _decode_dicom(name: str, data: bytes, options: IngestOptions) -> Iterator[tu
 
 
 def _decode_pil(name: str, data: bytes, options: IngestOptions) -> Iterator[tuple[str, np.ndarray, str]]:
+    # NOTE: PIL rejects images over 2 * Image.MAX_IMAGE_PIXELS (about 179 million) when opening
+    # them, whatever options.max_pixels allows; such files are reported as undecodable.
     with Image.open(io.BytesIO(data)) as image:
         width, height = image.size
         _check_pixels(name, height, width, options.max_pixels)
