@@ -10,6 +10,8 @@ from pathlib import Path
 from analysis.cryoet.cli import add_cryoet_parser, run_command
 from analysis.integrity import FileToVerify, verify_files
 from analysis.progress import ConsoleReporter
+from analysis.setdiff.cli import add_setdiff_parser
+from analysis.setdiff.cli import run_command as run_setdiff_command
 
 
 def _read_manifest(path: Path) -> dict[str, str]:
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("--json", action="store_true", help="Print the result as JSON.")
     verify.set_defaults(handler=command_verify)
     add_cryoet_parser(commands)
+    add_setdiff_parser(commands)
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:2] == ["cryoet", "train"]:
@@ -67,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "cryoet":
         return run_command(args)
+    if args.command == "setdiff":
+        return run_setdiff_command(args)
     return args.handler(args)
 
 

@@ -1,0 +1,185 @@
+"""The weight-free path: measured features, the measured proposer and ranker, and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from analysis.__main__ import main
+from analysis.setdiff.features import FEATURE_NAMES, measure_image, segment
+from analysis.setdiff.ingest import Groups, ImageRecord
+from analysis.setdiff.pipeline import Settings, run_setdiff
+from analysis.setdiff.synthetic import make_pair
+
+FAST = Settings(proposers=("measured",), resamples=200, permutations=400)
+
+
+def blob_image(centres, radius: float, brightness: int = 200, size: int = 96, seed: int = 0, elongation: float = 1.0):
+    """Draw bright ellipses on a dark, slightly noisy background."""
+    image = Image.new("L", (size, size), 20)
+    draw = ImageDraw.Draw(image)
+    for x, y in centres:
+        draw.ellipse(
+            [x - radius * elongation, y - radius / elongation, x + radius * elongation, y + radius / elongation],
+            fill=brightness,
+        )
+    noise = np.random.default_rng(seed).normal(0, 4, (size, size))
+    gray = np.clip(np.asarray(image, np.float64) + noise, 0, 255).astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=2)
+
+
+def grid(count: int, size: int = 96):
+    side = int(np.ceil(np.sqrt(count)))
+    step = size / (side + 1)
+    return [((i % side + 1) * step, (i // side + 1) * step) for i in range(count)]
+
+
+def as_groups(images_a, images_b) -> Groups:
+    def records(images, group):
+        return [ImageRecord(f"{group}{i}", group, pixels, f"{group}-{i}") for i, pixels in enumerate(images)]
+
+    return Groups(records(images_a, "A"), records(images_b, "B"))
+
+
+def test_measure_counts_and_sizes():
+    values = measure_image(blob_image(grid(9), 6))
+    assert set(values) == set(FEATURE_NAMES)
+    assert values["object_count"] == 9
+    assert values["object_area"] == pytest.approx(np.pi * 36, rel=0.25)
+    assert values["circularity"] > 0.8
+    assert values["eccentricity"] < 0.5
+
+
+def test_watershed_splits_touching_objects():
+    image = blob_image([(35, 48), (51, 48)], 9)  # two discs overlapping by 2 pixels
+    gray = image[..., 0] / 255.0
+    assert segment(gray, "otsu").max() == 1
+    assert segment(gray, "watershed").max() == 2
+
+
+def test_dark_objects_on_bright_background():
+    image = 255 - blob_image(grid(4), 7)
+    assert measure_image(image)["object_count"] == 4
+
+
+def top_feature(result):
+    top = result.hypotheses[0]
+    return top.source["feature"], top.source["sign"]
+
+
+@pytest.mark.parametrize(
+    ("make_a", "make_b", "expected"),
+    [
+        (lambda s: blob_image(grid(16), 5, seed=s), lambda s: blob_image(grid(6), 5, seed=s), ("object_count", 1)),
+        (lambda s: blob_image(grid(6), 8, seed=s), lambda s: blob_image(grid(6), 5, seed=s), ("object_area", 1)),
+        (
+            lambda s: blob_image(grid(6), 6, 240, seed=s),
+            lambda s: blob_image(grid(6), 6, 140, seed=s),
+            ("object_intensity", 1),
+        ),
+        # Object sizes vary between images, so only the shape separates the groups.
+        (
+            lambda s: blob_image(grid(6), 5 + s % 3, seed=s, elongation=1.8),
+            lambda s: blob_image(grid(6), 5 + s % 3, seed=s),
+            ("eccentricity", 1),
+        ),
+    ],
+    ids=["count", "size", "brightness", "elongation"],
+)
+def test_known_difference_ranked_first(make_a, make_b, expected):
+    # Each image varies a little (its own noise), and the groups differ in one drawn property.
+    groups = as_groups([make_a(seed) for seed in range(6)], [make_b(100 + seed) for seed in range(6)])
+    result = run_setdiff(groups, None, FAST)
+    feature, sign = top_feature(result)
+    if expected[0] == "object_area":
+        assert feature in ("object_area", "object_perimeter")
+    elif expected[0] == "eccentricity":
+        assert (feature, sign) in (("eccentricity", 1), ("circularity", -1))
+    else:
+        assert feature == expected[0]
+        assert sign == expected[1]
+    top = result.hypotheses[0].result
+    assert top.auroc == 1.0
+    assert top.permutation_p < 0.01
+
+
+def test_reversed_groups_flip_direction():
+    small = [blob_image(grid(6), 5, seed=s) for s in range(5)]
+    large = [blob_image(grid(6), 8, seed=10 + s) for s in range(5)]
+    result = run_setdiff(as_groups(small, large), None, FAST)
+    top = result.hypotheses[0]
+    assert top.source["feature"] in ("object_area", "object_perimeter")
+    assert top.source["sign"] == -1
+    assert top.description.startswith(("smaller objects", "objects with shorter outlines"))
+
+
+def test_evidence_lists_extremes():
+    images_a = [blob_image(grid(n), 5, seed=n) for n in (10, 12, 14, 16)]
+    images_b = [blob_image(grid(n), 5, seed=n) for n in (3, 5, 7, 9)]
+    result = run_setdiff(as_groups(images_a, images_b), None, FAST)
+    count = next(item for item in result.hypotheses if item.source["feature"] == "object_count")
+    assert [entry["image"] for entry in count.evidence["a_best"]] == ["A3", "A2", "A1"]
+    assert [entry["image"] for entry in count.evidence["b_best"]] == ["B3", "B2", "B1"]
+    assert [entry["image"] for entry in count.evidence["b_worst"]] == ["B0", "B1", "B2"]
+    assert count.evidence["b_worst"][0]["score"] == 3
+    assert count.evidence["b_worst"][0]["value"] == 3
+
+
+def test_evidence_values_keep_sign():
+    small = [blob_image(grid(n), 5, seed=n) for n in (3, 4, 5)]
+    large = [blob_image(grid(n), 5, seed=n) for n in (10, 12, 14)]
+    result = run_setdiff(as_groups(small, large), None, FAST)
+    count = next(item for item in result.hypotheses if item.source["feature"] == "object_count")
+    assert count.source["sign"] == -1
+    # For "fewer objects", the best-matching A image has the fewest objects.
+    assert count.evidence["a_best"][0]["image"] == "A0"
+    assert count.evidence["a_best"][0]["value"] == 3
+    assert count.evidence["a_best"][0]["score"] == -3
+    assert json.loads(json.dumps(result.as_dict(), allow_nan=False))
+
+
+def test_synthetic_easy_count_ranked_first():
+    pair = make_pair("count", "easy", images_per_group=8, seed=2)
+    result = run_setdiff(as_groups(pair.a, pair.b), None, FAST)
+    feature, sign = top_feature(result)
+    assert pair.accepted.get(feature) == sign
+
+
+def test_cli_run_writes_json(tmp_path, capsys):
+    assert main(["setdiff", "synthetic", str(tmp_path / "data"), "--attribute", "size", "--images", "6"]) == 0
+    output = tmp_path / "result.json"
+    code = main(
+        [
+            "setdiff",
+            "run",
+            str(tmp_path / "data" / "A"),
+            str(tmp_path / "data" / "B"),
+            "-o",
+            str(output),
+            "--proposers",
+            "measured",
+            "--resamples",
+            "100",
+            "--permutations",
+            "200",
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "AUROC" in printed
+    result = json.loads(output.read_text())
+    assert result["groups"]["a"]["images"] == 6
+    top = result["hypotheses"][0]
+    assert top["source"]["feature"] in ("object_area", "object_perimeter", "foreground_fraction")
+    assert top["auroc"] == 1.0
+    assert {"auroc_low", "auroc_high", "welch_p", "permutation_p", "q", "evidence", "proposer", "ranker"} <= set(top)
+
+
+def test_cli_reports_bad_input(tmp_path, capsys):
+    assert main(["setdiff", "run", str(tmp_path / "missing"), str(tmp_path)]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    assert main(["setdiff", "run", "--csv", str(tmp_path / "x.csv")]) == 2
+    assert "--group-a and --group-b" in capsys.readouterr().err
