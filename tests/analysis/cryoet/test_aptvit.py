@@ -16,6 +16,7 @@ from analysis.cryoet.aptvit.data import (
     make_synthetic_set,
 )
 from analysis.cryoet.aptvit.model import apply_rotation_numpy, rotation_averaged
+from analysis.cryoet.aptvit.tomogram_data import TOMOGRAM_GENERATOR_VERSION
 from analysis.cryoet.aptvit.train import TrainConfig, train
 from analysis.progress import RecordingReporter
 
@@ -225,6 +226,7 @@ def test_synthetic_snr_range_varies_noise():
 def test_quick_training_beats_chance(tmp_path):
     config = TrainConfig(
         output=str(tmp_path / "aptvit-tiny.pt"),
+        data="shapes",
         box_size=16,
         voxel_size=20.0,
         patch_size=4,
@@ -261,3 +263,39 @@ def test_quick_training_beats_chance(tmp_path):
 def test_training_rejects_unknown_setting():
     with pytest.raises(ValueError, match="Unknown APT-ViT training setting"):
         train({"output": "unused.pt", "epochs": 3})
+
+
+def test_training_on_tomogram_crops(tmp_path):
+    config = TrainConfig(
+        output=str(tmp_path / "aptvit-tomograms.pt"),
+        data="tomograms",
+        tomograms=1,
+        validation_tomograms=1,
+        tomogram_shape=(48, 96, 96),
+        snrs=(1.0,),
+        box_size=16,
+        voxel_size=20.0,
+        patch_size=4,
+        dim=32,
+        depth=2,
+        heads=2,
+        pretrain_steps=20,
+        finetune_steps=120,
+        queue_size=128,
+        validate_rotation_average=False,
+    )
+
+    path = train(config, RecordingReporter())
+
+    checkpoint = read_checkpoint(path)
+    metrics = checkpoint["metrics"]
+    assert metrics["generator_version"] == TOMOGRAM_GENERATOR_VERSION
+    assert tuple(checkpoint["config"]["training"]["tomogram_shape"]) == (48, 96, 96)
+    assert metrics["training_samples"] > 20
+    assert metrics["finetune_loss"]["last_mean"] < metrics["finetune_loss"]["first_mean"]
+    assert "background" in metrics["validation"]["per_class_accuracy"]
+
+
+def test_training_rejects_unknown_data():
+    with pytest.raises(ValueError, match="Unknown training data 'cubes'"):
+        TrainConfig(data="cubes")
