@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "channels",
     "biovlm_web.core",
     "biovlm_web.uploads",
+    "biovlm_web.tomograms",
 ]
 
 MIDDLEWARE = [
