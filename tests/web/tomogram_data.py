@@ -49,19 +49,22 @@ def upload_tomogram(client, project, mrc_path: Path, references=(), **fields):
             handle.close()
 
 
-def known_run(tomogram, user=None):
-    """Create a succeeded run whose map contains the KNOWN particles, without running the pipeline."""
+def known_run(tomogram, user=None, particles=KNOWN, extent=None):
+    """Create a succeeded run whose map contains ``particles`` (class, position, score), without the pipeline.
+
+    ``extent`` (x, y, z in angstroms) sets the map's bounds; it defaults to the simulated tomogram's.
+    """
     from django.utils import timezone
 
     from biovlm_web.core.models import Job
     from biovlm_web.tomograms.models import TomogramRun
 
-    extent = np.array(SHAPE[::-1], dtype=float) * VOXEL_SIZE
+    extent = np.array(SHAPE[::-1], dtype=float) * VOXEL_SIZE if extent is None else np.asarray(extent, dtype=float)
     spatial_map = SpatialMap.from_particles(
-        [name for name, _, _ in KNOWN],
-        np.array([position for _, position, _ in KNOWN]),
+        [name for name, _, _ in particles],
+        np.array([position for _, position, _ in particles]),
         np.stack([np.zeros(3), extent]),
-        scores=np.array([score for _, _, score in KNOWN]),
+        scores=np.array([score for _, _, score in particles]),
     )
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "map.npz"
@@ -79,7 +82,7 @@ def known_run(tomogram, user=None):
         tomogram=tomogram,
         job=job,
         params={"picker": "dog"},
-        summary={"voxel_size_angstrom": VOXEL_SIZE, "shape_zyx": list(SHAPE), "kept": len(KNOWN)},
+        summary={"voxel_size_angstrom": VOXEL_SIZE, "shape_zyx": list(SHAPE), "kept": len(particles)},
         created_by=user,
     )
     run.map_file.save("map.npz", ContentFile(map_bytes), save=False)
