@@ -18,6 +18,9 @@ logger = logging.getLogger(__name__)
 RUN_KIND = "tomogram_run"
 CHECKPOINT_DIR = DEFAULT_CHECKPOINT.parent
 MAX_SCORE_THRESHOLD = 1000.0
+# Score thresholds when a run gives none: DoG response over its noise level, and the normalised
+# cross-correlation (-1 to 1) of template matching, the defaults of the pickers themselves.
+DEFAULT_SCORE_THRESHOLDS = {"dog": 5.0, "template": 0.3}
 
 
 def checkpoint_names() -> list[str]:
@@ -53,7 +56,9 @@ def clean_run_params(project, params: dict) -> dict:
     if picker == "template" and len(classes) != 1:
         raise JobError(f"classes: template matching searches one class at a time; got {len(classes)} classes.")
 
-    threshold = params.get("score_threshold", 5.0)
+    threshold = params.get("score_threshold")
+    if threshold is None or threshold == "":
+        threshold = DEFAULT_SCORE_THRESHOLDS[picker]
     if isinstance(threshold, bool) or not isinstance(threshold, int | float | str):
         raise JobError(f"score_threshold: {threshold!r} is not a number.")
     try:
@@ -62,6 +67,11 @@ def clean_run_params(project, params: dict) -> dict:
         raise JobError(f"score_threshold: {threshold!r} is not a number.") from None
     if not math.isfinite(threshold) or not 0 <= threshold <= MAX_SCORE_THRESHOLD:
         raise JobError(f"score_threshold: {threshold} is out of range; use 0 to {MAX_SCORE_THRESHOLD:g}.")
+    if picker == "template" and threshold > 1:
+        raise JobError(
+            f"score_threshold: {threshold} is above 1, but template matching scores are normalised "
+            f"cross-correlations from -1 to 1; try {DEFAULT_SCORE_THRESHOLDS['template']}."
+        )
 
     checkpoint = params.get("checkpoint") or DEFAULT_CHECKPOINT.name
     if checkpoint not in checkpoint_names():

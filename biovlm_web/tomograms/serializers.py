@@ -67,10 +67,13 @@ class RunCreateSerializer(serializers.Serializer):
         help_text="Classes to pick and keep; all six by default. Template matching takes exactly one.",
     )
     score_threshold = serializers.FloatField(
-        default=5.0,
+        required=False,
         min_value=0,
         max_value=1000,
-        help_text="Picker score threshold: DoG response over noise, or normalised cross-correlation.",
+        help_text=(
+            "Picker score threshold: DoG response over its noise level (default 5), or the normalised "
+            "cross-correlation of template matching (default 0.3, at most 1)."
+        ),
     )
     checkpoint = serializers.CharField(default=DEFAULT_CHECKPOINT.name, help_text="APT-ViT checkpoint file name.")
 

@@ -59,7 +59,13 @@ class RunForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
         help_text="Template matching searches exactly one class.",
     )
-    score_threshold = forms.FloatField(min_value=0, max_value=1000, initial=5.0, label="Score threshold")
+    score_threshold = forms.FloatField(
+        min_value=0,
+        max_value=1000,
+        required=False,
+        label="Score threshold",
+        help_text="Empty for the picker's default: 5 (DoG response over noise) or 0.3 (template correlation).",
+    )
     checkpoint = forms.ChoiceField(label="APT-ViT checkpoint")
 
     def __init__(self, *args, **kwargs):

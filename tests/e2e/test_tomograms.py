@@ -17,8 +17,8 @@ from tests.web.tomogram_data import SHAPE, known_run, write_simulated_mrc
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-# Chromium 137 and later give WebGL no software fallback unless this flag allows SwiftShader,
-# and the test machines have no GPU.
+# These flags let WebGL run on SwiftShader, Chromium's software renderer, because the test
+# machines have no GPU.
 WEBGL_ARGS = [*CHROMIUM_ARGS, "--enable-unsafe-swiftshader", "--use-angle=swiftshader"]
 
 

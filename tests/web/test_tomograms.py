@@ -8,6 +8,7 @@ from django.test import Client
 from django.urls import reverse
 from PIL import Image
 
+from analysis.cryoet.classes import CLASS_NAMES
 from analysis.cryoet.io import read_copick, read_csv, read_relion_star
 from biovlm_web.core.models import Job, ShareLink
 from biovlm_web.tomograms.models import Tomogram
@@ -143,6 +144,7 @@ def test_api_register_and_correct_voxel_size(api_client, personas, tomogram):
         ({"score_threshold": "high"}, "score_threshold"),
         ({"checkpoint": "../../etc/passwd"}, "checkpoint"),
         ({"picker": "template", "classes": ["ribosome", "apo-ferritin"]}, "classes"),
+        ({"picker": "template", "classes": ["ribosome"], "score_threshold": 5}, "score_threshold"),
     ],
 )
 def test_run_invalid_parameters(api_client, personas, tomogram, body, field):
@@ -150,6 +152,17 @@ def test_run_invalid_parameters(api_client, personas, tomogram, body, field):
     assert response.status_code == 400, response.json()
     assert field in response.json()["detail"]
     assert not Job.objects.exists()
+
+
+def test_run_threshold_default_by_picker(api_client, personas, tomogram):
+    client = api_as(api_client, personas["owner"])
+    url = f"/api/tomograms/{tomogram.uuid}/runs/"
+    dog = client.post(url, {}, format="json").json()
+    template = client.post(url, {"picker": "template", "classes": ["ribosome"]}, format="json").json()
+    assert dog["params"]["score_threshold"] == 5.0
+    assert dog["params"]["classes"] == list(CLASS_NAMES)
+    assert template["params"]["score_threshold"] == 0.3
+    assert template["params"]["checkpoint"] == "aptvit-small.pt"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -164,21 +177,42 @@ def test_run_pipeline_with_references(api_client, personas, client, simulated, r
     assert created["status"] == "queued"
     assert Job.objects.get(uuid=created["job"]).queue == "gpu"
 
+    template_body = {"picker": "template", "classes": ["ribosome"], "score_threshold": 0.3}
+    template_response = api_client.post(f"/api/tomograms/{tomogram.uuid}/runs/", template_body, format="json")
+    assert template_response.status_code == 201, template_response.json()
+
     worker = start_worker("gpu")
-    output, _ = worker.communicate(timeout=180)
+    output, _ = worker.communicate(timeout=240)
     assert worker.returncode == 0, output.decode(errors="replace")
     response = api_client.get(f"/api/tomogram-runs/{created['uuid']}/")
     run = response.json()
-    assert run["status"] == "succeeded"
+    assert run["status"] == "succeeded", output.decode(errors="replace")
     assert run["ready"] is True
     assert set(run["summary"]["counts"]) <= set(body["classes"])
     assert run["summary"]["kept"] == sum(run["summary"]["counts"].values())
     assert [score["name"] for score in run["evaluation"]["classes"]][0] == "apo-ferritin"
     assert 0 <= run["evaluation"]["weighted_fbeta"] <= 1
 
+    template_run = api_client.get(f"/api/tomogram-runs/{template_response.json()['uuid']}/").json()
+    assert template_run["status"] == "succeeded", template_run["error"]
+    assert template_run["summary"]["produced_by"].startswith("template matching + APT-ViT")
+    assert set(template_run["summary"]["counts"]) <= {"ribosome"}
+
     points = api_client.get(f"/api/tomogram-runs/{created['uuid']}/points/").json()
     assert len(points["ids"]) == run["summary"]["kept"]
     assert len(points["positions"]) == 3 * run["summary"]["kept"]
+
+
+def test_retried_job_gets_its_own_run(personas, run):
+    from biovlm_web.tomograms.jobs import _run_for_job
+
+    retry = Job.objects.create(
+        project=run.project, kind="tomogram_run", params={**run.job.params, "picker": "dog"}, retry_of=run.job
+    )
+    new_run = _run_for_job(retry)
+    assert new_run.pk != run.pk
+    assert new_run.tomogram == run.tomogram
+    assert _run_for_job(retry) == new_run
 
 
 # --- Particles ----------------------------------------------------------------------------------
