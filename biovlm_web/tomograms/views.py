@@ -152,6 +152,7 @@ def _tomogram_upload(request, uuid):
         received_volumes = [_received(item) for item in volumes]
         received_references = [_received(item) for item in references]
     except UploadError as error:
+        logger.info("Tomogram upload to project %s by %s rejected: %s", project.uuid, request.user, error.detail)
         messages.error(request, f"Nothing was stored: {error.detail}")
         return back
 
@@ -166,6 +167,7 @@ def _tomogram_upload(request, uuid):
     try:
         store_files(dataset, received_volumes + received_references, request.user, in_transaction=create_rows)
     except TomogramInputError as error:
+        logger.info("Tomogram upload to project %s by %s rejected: %s", project.uuid, request.user, error)
         messages.error(request, f"Nothing was stored: {error}")
         return back
     messages.success(request, f"Uploaded {len(created)} tomogram{'s' if len(created) != 1 else ''}.")
@@ -225,6 +227,7 @@ def _tomogram_references(request, uuid):
     try:
         received = [_received(item) for item in references]
     except UploadError as error:
+        logger.info("References for tomogram %s by %s rejected: %s", tomogram.uuid, request.user, error.detail)
         messages.error(request, f"Nothing was stored: {error.detail}")
         return back
     unit = request.POST.get("reference_unit") or None
@@ -236,6 +239,7 @@ def _tomogram_references(request, uuid):
             in_transaction=lambda stored: attach_references(tomogram, stored, unit),
         )
     except TomogramInputError as error:
+        logger.info("References for tomogram %s by %s rejected: %s", tomogram.uuid, request.user, error)
         messages.error(request, f"Nothing was stored: {error}")
         return back
     messages.success(request, f"Attached {tomogram.reference_summary.get('count', 0)} reference picks.")

@@ -112,6 +112,48 @@ def test_non_mrc_upload_rejected(client, personas, tmp_path):
     assert any("notes.txt is not an MRC volume" in message for message in messages), messages
 
 
+def test_attach_references_on_page(client, tomogram, simulated, tmp_path):
+    url = reverse("tomogram-references", args=[tomogram.uuid])
+    pixels = tmp_path / "pixels.csv"
+    pixels.write_text("x,y,z,class\n10,20,5,ribosome\n30,40,6,apo-ferritin\n")
+    with open(pixels, "rb") as handle:
+        response = client.post(url, {"references": handle, "reference_unit": "pixel"})
+    assert response.status_code == 302
+    tomogram.refresh_from_db()
+    assert tomogram.reference_summary["count"] == 2
+    assert tomogram.reference_summary["unit"] == "pixel"
+
+    with open(simulated[1], "rb") as handle:
+        client.post(url, {"references": handle})
+    tomogram.refresh_from_db()
+    assert tomogram.reference_summary["count"] == 6
+    assert [file.original_name for file in tomogram.references.all()] == ["truth.csv"]
+
+    with open(pixels, "rb") as handle:
+        response = client.post(url, {"references": handle})
+    messages = [str(message) for message in response.wsgi_request._messages]
+    assert any("pixels.csv" in message and "unit" in message for message in messages), messages
+    tomogram.refresh_from_db()
+    assert tomogram.reference_summary["count"] == 6
+
+
+def test_references_with_several_tomograms_rejected(client, personas, simulated, tmp_path):
+    second, _ = write_simulated_mrc(tmp_path, "second.mrc")
+    client.force_login(personas["owner"])
+    with open(simulated[0], "rb") as first, open(second, "rb") as other, open(simulated[1], "rb") as reference:
+        response = client.post(
+            reverse("tomogram-upload", args=[personas["project"].uuid]),
+            {"volumes": [first, other], "references": reference},
+        )
+    assert not Tomogram.objects.exists()
+    messages = [str(message) for message in response.wsgi_request._messages]
+    assert any("one tomogram at a time" in message for message in messages), messages
+
+    with open(simulated[0], "rb") as first, open(second, "rb") as other:
+        client.post(reverse("tomogram-upload", args=[personas["project"].uuid]), {"volumes": [first, other]})
+    assert sorted(Tomogram.objects.values_list("name", flat=True)) == ["second.mrc", "sim.mrc"]
+
+
 def test_api_register_and_correct_voxel_size(api_client, personas, tomogram):
     client = api_as(api_client, personas["member"])
     body = {"project": str(personas["project"].uuid), "volume_file": str(tomogram.volume.uuid), "name": "again"}
