@@ -23,13 +23,11 @@ WEBGL_ARGS = [*CHROMIUM_ARGS, "--enable-unsafe-swiftshader", "--use-angle=swifts
 
 
 @pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=WEBGL_ARGS, headless=True)
-        yield browser
-        browser.close()
+def browser(browser):
+    """A second Chromium from the same Playwright instance, started with WebGL allowed."""
+    webgl_browser = browser.browser_type.launch(executable_path=chromium_path(), args=WEBGL_ARGS, headless=True)
+    yield webgl_browser
+    webgl_browser.close()
 
 
 @pytest.fixture
