@@ -1,10 +1,15 @@
+import logging
 import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 
 from biovlm_web.core.models import Job, Project
 from biovlm_web.uploads.models import DataFile
+
+logger = logging.getLogger(__name__)
 
 
 class Tomogram(models.Model):
@@ -13,7 +18,8 @@ class Tomogram(models.Model):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tomograms")
     name = models.CharField(max_length=255)
-    volume = models.ForeignKey(DataFile, on_delete=models.PROTECT, related_name="tomograms")
+    # Deleting the MRC file (through the files API) deletes the tomogram and its runs.
+    volume = models.ForeignKey(DataFile, on_delete=models.CASCADE, related_name="tomograms")
     # Angstroms per voxel used by runs: the header's x size, or the value a member corrected it to.
     voxel_size = models.FloatField(null=True, blank=True)
     references = models.ManyToManyField(DataFile, blank=True, related_name="reference_of")
@@ -53,7 +59,7 @@ class TomogramRun(models.Model):
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     tomogram = models.ForeignKey(Tomogram, on_delete=models.CASCADE, related_name="runs")
-    job = models.OneToOneField(Job, on_delete=models.PROTECT, related_name="tomogram_run")
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="tomogram_run")
     params = models.JSONField(default=dict, blank=True)
     # Run facts from the pipeline: counts per class, timings, warnings, producing model.
     summary = models.JSONField(default=dict, blank=True)
@@ -77,3 +83,16 @@ class TomogramRun(models.Model):
     @property
     def is_ready(self) -> bool:
         return self.job.status == Job.Status.SUCCEEDED and bool(self.map_file)
+
+
+@receiver(post_delete, sender=TomogramRun)
+def delete_map_file(sender, instance, **kwargs):
+    """Remove a deleted run's particle map from storage."""
+    if not instance.map_file:
+        return
+    try:
+        instance.map_file.storage.delete(instance.map_file.name)
+    except Exception:  # Storage backends raise their own types (botocore for S3); the row is gone either way.
+        logger.exception(
+            "Run %s was deleted, but removing %s from storage failed", instance.uuid, instance.map_file.name
+        )

@@ -73,7 +73,11 @@ def to_uint8(data: np.ndarray) -> np.ndarray:
 
 
 def preview(tomogram) -> np.ndarray:
-    """Return the tomogram's uint8 (z, y, x) preview, memory-mapped, writing it on first use."""
+    """Return the tomogram's uint8 (z, y, x) preview, memory-mapped, writing it on first use.
+
+    NOTE: the first view reads the whole MRC file as float32 in the web process, which for a
+    multi-gigabyte tomogram takes seconds and that much memory once per web server.
+    """
     path = cache_dir() / f"{tomogram.uuid}-{tomogram.volume.sha256[:16]}.npy"
     if not path.exists():
         with local_path(tomogram.volume.file) as volume_path:

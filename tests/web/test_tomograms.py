@@ -11,7 +11,7 @@ from PIL import Image
 from analysis.cryoet.classes import CLASS_NAMES
 from analysis.cryoet.io import read_copick, read_csv, read_relion_star
 from biovlm_web.core.models import Job, ShareLink
-from biovlm_web.tomograms.models import Tomogram
+from biovlm_web.tomograms.models import Tomogram, TomogramRun
 from tests.conftest import start_worker
 from tests.web.tomogram_data import SHAPE, VOXEL_SIZE, known_run, upload_tomogram, write_simulated_mrc, zip_names
 
@@ -518,6 +518,23 @@ def test_pages_for_stranger_and_anonymous(client, personas, run):
     client.logout()
     for page in pages:
         assert client.get(page).status_code == 302, page
+
+
+def test_deleting_volume_file_deletes_tomogram(api_client, personas, run):
+    response = api_as(api_client, personas["owner"]).delete(f"/api/files/{run.tomogram.volume.uuid}/")
+    assert response.status_code == 204
+    assert not Tomogram.objects.exists()
+    assert not TomogramRun.objects.exists()
+    assert not run.map_file.storage.exists(run.map_file.name)
+    # The job row stays as the record of the work done.
+    assert Job.objects.filter(pk=run.job_id).exists()
+
+
+def test_deleting_project_deletes_runs(personas, run):
+    run.project.delete()
+    assert not Tomogram.objects.exists()
+    assert not TomogramRun.objects.exists()
+    assert not Job.objects.exists()
 
 
 def test_project_page_links_tomograms(client, personas):
