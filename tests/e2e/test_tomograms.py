@@ -75,11 +75,13 @@ def test_tomogram_upload_run_explore_share(live_asgi, worker, personas, new_cont
     expect(preview.get_by_text("2 (float32)")).to_be_visible()
     expect(preview.get_by_text("10 × 10 × 10 Å")).to_be_visible()
     page.locator("input[name=references]").set_input_files(str(truth_path))
+    screenshot(page, "tomogram-upload-preview")
     page.get_by_role("button", name="Upload").click()
 
     expect(page.get_by_role("heading", name="sim.mrc")).to_be_visible()
     expect(page.locator(".mrc-header")).to_contain_text("96 × 96 × 48 voxels")
     expect(page.get_by_text("6 particles from truth.csv")).to_be_visible()
+    screenshot(page, "tomogram-detail")
     page.get_by_role("button", name="Start run").click()
 
     run_view = page.locator(".tomogram-run")
@@ -121,6 +123,7 @@ def test_tomogram_upload_run_explore_share(live_asgi, worker, personas, new_cont
         other = next(name for name in counts if name != first_class)
         run_form(page, "nearest_neighbor_distances", {"class_a": first_class, "class_b": other, "simulations": 19})
     run_form(page, "clusters", {"class_name": first_class, "link_distance_angstrom": 2000, "min_size": 1})
+    screenshot(page, "tomogram-run-queries")
 
     # An invalid value gets the server's message and marks the field.
     form.locator("[name=radius_angstrom]").fill("-3")

@@ -469,9 +469,15 @@ def test_permissions_of_runs(api_client, personas, run):
     response = api_client.post(f"/api/tomogram-runs/{run.uuid}/query/clusters/", {}, format="json")
     assert response.status_code == 404
 
+    runs_url = f"/api/tomograms/{run.tomogram.uuid}/runs/"
+    assert api_client.post(runs_url, {}, format="json").status_code == 404
+    api_client.force_authenticate(personas["member"])
+    assert api_client.post(runs_url, {}, format="json").status_code == 201
+
     api_client.force_authenticate(None)
     for path in paths:
         assert api_client.get(path).status_code == 401, path
+    assert api_client.post(runs_url, {}, format="json").status_code == 401
 
 
 def test_share_link_opens_run_read_only(api_client, personas, run):
