@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "channels",
     "biovlm_web.core",
     "biovlm_web.uploads",
+    "biovlm_web.tomograms",
 ]
 
 MIDDLEWARE = [
@@ -275,7 +276,7 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "BioVLM Web API",
-    "DESCRIPTION": "Projects, datasets, uploads, jobs and share links of BioVLM Web.",
+    "DESCRIPTION": "Projects, datasets, uploads, jobs, share links and cryo-ET tomograms of BioVLM Web.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",

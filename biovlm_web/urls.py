@@ -7,6 +7,7 @@ from rest_framework.routers import DefaultRouter
 
 from biovlm_web.core.api.models_views import ModelsCheckView, ModelsView
 from biovlm_web.core.api.views import JobViewSet, ProjectViewSet, ShareLinkViewSet
+from biovlm_web.tomograms.api import TomogramRunViewSet, TomogramViewSet
 from biovlm_web.uploads.api import DataFileViewSet, DatasetViewSet, UploadSessionViewSet
 
 # API route names start with "api-", so "api-job-detail" never shadows the "job-detail" page.
@@ -17,10 +18,13 @@ router.register("share-links", ShareLinkViewSet, basename="api-share-link")
 router.register("datasets", DatasetViewSet, basename="api-dataset")
 router.register("files", DataFileViewSet, basename="api-file")
 router.register("uploads", UploadSessionViewSet, basename="api-upload")
+router.register("tomograms", TomogramViewSet, basename="api-tomogram")
+router.register("tomogram-runs", TomogramRunViewSet, basename="api-tomogram-run")
 
 urlpatterns = [
     path("", include("biovlm_web.core.urls")),
     path("", include("biovlm_web.uploads.urls")),
+    path("", include("biovlm_web.tomograms.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/models/", ModelsView.as_view(), name="api-models"),

@@ -15,6 +15,9 @@ export default defineConfig({
     outDir: fileURLToPath(new URL('../static/dist', import.meta.url)),
     emptyOutDir: true,
     manifest: true,
+    // three.js alone is about 570 kB minified. It is split into its own chunk that only the
+    // tomogram run page loads, so the warning limit is raised above it.
+    chunkSizeWarningLimit: 700,
     rolldownOptions: {
       input: fileURLToPath(new URL('./src/main.js', import.meta.url)),
     },

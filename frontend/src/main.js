@@ -6,10 +6,14 @@
 import { mountComponents } from './mount.js'
 import JobProgress from './components/JobProgress.vue'
 import Uploader from './components/Uploader.vue'
+import MrcHeaderPreview from './components/MrcHeaderPreview.vue'
+import TomogramRun from './components/TomogramRun.vue'
 
 const components = {
   'job-progress': JobProgress,
   uploader: Uploader,
+  'mrc-header-preview': MrcHeaderPreview,
+  'tomogram-run': TomogramRun,
 }
 
 function mountPage() {
