@@ -114,24 +114,21 @@ class RuleHit:
         return asdict(self)
 
 
-@dataclass
-class _ZoneMemory:
-    zone: str
-    left_s: float  # last time the track was seen inside ``zone``
-
-
 class RuleMonitor:
-    """Check ``Rules`` frame by frame; ``update`` returns the hits raised at that frame."""
+    """Check ``Rules`` frame by frame; ``update`` returns the hits raised at that frame.
 
-    def __init__(self, rules: Rules, relink_distance: float = 0.35, relink_s: float = 1.5) -> None:
+    The protocol follows the sequence of protocol zones that moving objects visit, whichever
+    track visits them, so a track that breaks into two ids still gives one sequence. It suits
+    scenes with one person working at a time.
+    """
+
+    def __init__(self, rules: Rules, moving_speed: float = 0.06) -> None:
         self.rules = rules
         self.protocol_zones = {name for step in rules.protocol for name in (step.from_zone, step.to_zone)}
         self.expected = 0
-        self.relink_distance = relink_distance
-        self.relink_s = relink_s
-        self._last_zone: dict[int, _ZoneMemory] = {}
-        self._ended: list[tuple[float, float, float, _ZoneMemory]] = []  # (time, x, y, memory) of ended tracks
-        self._seen: dict[int, tuple[float, float, float]] = {}
+        self.moving_speed = moving_speed
+        self._last_zone: str | None = None
+        self._left_s = 0.0  # last time a moving object was seen in ``_last_zone``
 
     def update(self, time_s: float, tracks: list) -> list[RuleHit]:
         """Return the rule hits for one frame; ``tracks`` are TrackFact records of the frame."""
@@ -202,42 +199,20 @@ class RuleMonitor:
 
     def _protocol(self, time_s: float, tracks: list) -> list[RuleHit]:
         hits = []
-        current = set()
         for fact in tracks:
-            current.add(fact.track_id)
-            if fact.track_id not in self._seen:
-                self._relink(fact)
-            self._seen[fact.track_id] = (time_s, fact.x, fact.y)
+            if fact.speed < self.moving_speed and fact.static_s > 0:
+                continue
             inside = [name for name in fact.zones if name in self.protocol_zones]
             if not inside:
                 continue
             zone = inside[0]
-            memory = self._last_zone.get(fact.track_id)
-            if memory is not None and memory.zone != zone:
-                hit = self._event(memory.zone, zone, memory.left_s, time_s, fact.track_id)
+            if self._last_zone is not None and zone != self._last_zone:
+                hit = self._event(self._last_zone, zone, self._left_s, time_s, fact.track_id)
                 if hit:
                     hits.append(hit)
-            self._last_zone[fact.track_id] = _ZoneMemory(zone, time_s)
-        for track_id in list(self._seen):
-            if track_id not in current:
-                seen_s, x, y = self._seen.pop(track_id)
-                memory = self._last_zone.pop(track_id, None)
-                if memory is not None:
-                    self._ended.append((seen_s, x, y, memory))
-        self._ended = [item for item in self._ended if time_s - item[0] <= self.relink_s]
+            self._last_zone = zone
+            self._left_s = time_s
         return hits
-
-    def _relink(self, fact) -> None:
-        """Give a new track the zone memory of a track that ended close by, just before."""
-        best = None
-        for item in self._ended:
-            _, x, y, memory = item
-            distance = math.hypot(fact.x - x, fact.y - y)
-            if distance <= self.relink_distance and (best is None or distance < best[0]):
-                best = (distance, item)
-        if best is not None:
-            self._ended.remove(best[1])
-            self._last_zone[fact.track_id] = best[1][3]
 
     def _event(self, from_zone: str, to_zone: str, left_s: float, time_s: float, track_id: int) -> RuleHit | None:
         steps = self.rules.protocol

@@ -1,0 +1,169 @@
+"""``python -m analysis anomaly simulate|fit-scene|run``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from analysis.progress import ConsoleReporter
+
+logger = logging.getLogger(__name__)
+
+
+def add_anomaly_parser(commands) -> None:
+    from analysis.anomaly.simulate import ANOMALY_KINDS
+
+    parser = commands.add_parser(
+        "anomaly", help="Find anomalies in lab videos against a scene fitted on normal videos."
+    )
+    sub = parser.add_subparsers(dest="anomaly_command", required=True)
+
+    simulate = sub.add_parser(
+        "simulate", help="Write synthetic lab videos with known anomalies and their ground truth."
+    )
+    simulate.add_argument("folder", type=Path, help="Folder for the MP4 and JSON files.")
+    simulate.add_argument("--normal", type=int, default=3, help="Number of normal videos (default 3).")
+    simulate.add_argument("--per-kind", type=int, default=1, help="Videos per anomaly kind (default 1).")
+    simulate.add_argument(
+        "--kinds", nargs="+", choices=ANOMALY_KINDS, default=list(ANOMALY_KINDS), help="Anomaly kinds to write."
+    )
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--size", default="320x240", help="Frame size WIDTHxHEIGHT in pixels (default 320x240).")
+    simulate.add_argument("--fps", type=float, default=15.0, help="Frames per second (default 15).")
+    simulate.add_argument("--duration", type=float, default=16.0, help="Seconds per video (default 16).")
+
+    fit = sub.add_parser("fit-scene", help="Fit a scene model on normal videos of one camera view.")
+    fit.add_argument("videos", nargs="+", type=Path, help="Normal videos of the scene.")
+    fit.add_argument("--rules", type=Path, help="JSON file of zones, limits and protocol (see analysis.anomaly.rules).")
+    fit.add_argument("--lab-rules", action="store_true", help="Use the zones and protocol of the simulated bench.")
+    fit.add_argument(
+        "-o", "--output", type=Path, default=Path("scene.json"), help="Scene model file to write (default scene.json)."
+    )
+    fit.add_argument("--fps", type=float, default=10.0, help="Frames per second analysed (default 10).")
+    fit.add_argument("--max-side", type=int, default=320, help="Longer frame side analysed, in pixels (default 320).")
+
+    run = sub.add_parser("run", help="Score a video against a scene model and print its anomalous segments.")
+    run.add_argument("video", type=Path)
+    run.add_argument("--scene", type=Path, required=True, help="Scene model from fit-scene.")
+    run.add_argument(
+        "--json", type=Path, help="Write the full result, with frame scores and track facts, to this file."
+    )
+    run.add_argument(
+        "--threshold", type=float, help="Frame score from 0 to 1 that flags a frame (default: the scene's, 0.5)."
+    )
+    run.add_argument(
+        "--detector", help="YOLO model source, such as local:/models/yolo.pt; default: background subtraction."
+    )
+    run.add_argument(
+        "--vlm",
+        help="VLM source for explanations, such as openai:http://127.0.0.1:8000/v1; default: BIOVLM_MODEL_VLM or none.",
+    )
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError as error:
+        raise SystemExit(f"--size must look like 320x240, got {text!r}.") from error
+    return width, height
+
+
+def _simulate(args) -> int:
+    from analysis.anomaly.simulate import simulate_set
+
+    made = simulate_set(
+        args.folder,
+        tuple(args.kinds),
+        args.normal,
+        args.per_kind,
+        args.seed,
+        duration_s=args.duration,
+        fps=args.fps,
+        size=_parse_size(args.size),
+    )
+    count = sum(len(items) for items in made.values())
+    print(f"Wrote {count} videos with ground truth to {args.folder}")
+    return 0
+
+
+def _fit(args) -> int:
+    from analysis.anomaly.pipeline import fit_scene
+    from analysis.anomaly.rules import Rules
+    from analysis.anomaly.simulate import lab_rules
+
+    if args.rules and args.lab_rules:
+        raise SystemExit("Pass either --rules or --lab-rules, not both.")
+    rules = Rules()
+    if args.lab_rules:
+        rules = lab_rules()
+    elif args.rules:
+        try:
+            rules = Rules.from_dict(json.loads(args.rules.read_text()))
+        except (OSError, json.JSONDecodeError, ValueError, KeyError, TypeError) as error:
+            raise SystemExit(f"{args.rules}: invalid rules file: {error}") from error
+    scene = fit_scene(args.videos, rules, fps=args.fps, max_side=args.max_side, reporter=ConsoleReporter())
+    scene.save(args.output)
+    print(f"Fitted the scene on {scene.frame_count} frames of {len(args.videos)} video(s); wrote {args.output}")
+    return 0
+
+
+def _registry(args):
+    from analysis.backends import ModelRegistry
+    from analysis.backends.registry import sources_from_environment
+
+    sources = sources_from_environment()
+    if args.vlm:
+        sources["vlm"] = args.vlm
+    if args.detector:
+        sources["detector"] = args.detector
+    return ModelRegistry(sources)
+
+
+def _run(args) -> int:
+    from analysis.anomaly.detect import ModelDetector
+    from analysis.anomaly.pipeline import analyse
+    from analysis.anomaly.reason import explain_segments
+    from analysis.anomaly.scene import SceneModel
+    from analysis.backends import ModelUnavailable
+
+    scene = SceneModel.load(args.scene)
+    registry = _registry(args)
+    detector, detector_name = None, "background subtraction"
+    if args.detector:
+        backend = registry.get("detector")  # ModelUnavailable here is an error: the user asked for it
+        detector, detector_name = ModelDetector(backend), f"YOLO {backend.info.version}"
+    reporter = ConsoleReporter()
+    result = analyse(args.video, scene, detector, detector_name, threshold=args.threshold, reporter=reporter)
+    vlm = None
+    if result.segments and registry.sources_text["vlm"] != "none":
+        try:
+            vlm = registry.get("vlm")
+        except ModelUnavailable as error:
+            print(f"Explaining from measured facts: {error}", file=sys.stderr)
+    explain_segments(result, scene, vlm, args.video, reporter)
+
+    if args.json:
+        args.json.write_text(json.dumps(result.as_dict(), indent=2))
+    print(f"{args.video.name}: {len(result.segments)} anomalous segment(s) in {result.duration_s:.1f} s")
+    for segment in result.segments:
+        explanation = segment.explanation or {}
+        print(
+            f"  {segment.start_s:6.1f} - {segment.end_s:6.1f} s  score {segment.peak_score:.2f}  {explanation.get('category_label', '')} ({explanation.get('source', '')})"
+        )
+        for line in str(explanation.get("explanation", "")).splitlines():
+            print(f"      {line}")
+    return 1 if result.segments else 0
+
+
+def run_anomaly_command(args: argparse.Namespace) -> int:
+    from analysis.anomaly.video import VideoError
+
+    handlers = {"simulate": _simulate, "fit-scene": _fit, "run": _run}
+    try:
+        return handlers[args.anomaly_command](args)
+    except (VideoError, ValueError) as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 2
