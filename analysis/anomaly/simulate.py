@@ -87,7 +87,7 @@ def lab_rules() -> Rules:
     protocol = [Step("pick up", "rack", "work"), Step("dispense", "work", "storage"), Step("return", "storage", "rack")]
     return Rules(
         zones=zones,
-        max_speed=1.6,
+        max_speed=1.0,
         max_unattended_s=2.5,
         spill_min_area=0.004,
         spill_min_static_s=2.0,
