@@ -160,10 +160,11 @@ def _run(args) -> int:
 
 def run_anomaly_command(args: argparse.Namespace) -> int:
     from analysis.anomaly.video import VideoError
+    from analysis.backends import ModelUnavailable
 
     handlers = {"simulate": _simulate, "fit-scene": _fit, "run": _run}
     try:
         return handlers[args.anomaly_command](args)
-    except (VideoError, ValueError) as error:
+    except (VideoError, ValueError, ModelUnavailable) as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2

@@ -183,8 +183,9 @@ def draw_tracks(image: np.ndarray, tracks) -> np.ndarray:
 
 
 def key_frames(path, result, segment, fps: float, max_side: int, count: int = 3) -> list[np.ndarray]:
-    """Decode the frames at the start, peak and end of ``segment`` again and draw the tracks in."""
-    wanted_times = [segment.start_s, segment.peak_s, max(segment.start_s, segment.end_s - 1.0 / fps)][:count]
+    """Decode ``count`` frames spread evenly over ``segment`` again and draw the tracks in."""
+    last = max(segment.start_s, segment.end_s - 1.0 / fps)
+    wanted_times = [segment.start_s + (last - segment.start_s) * step / max(1, count - 1) for step in range(count)]
     by_index = {}
     for target in wanted_times:
         nearest = min(result.frames, key=lambda frame: abs(frame.time_s - target))
