@@ -56,6 +56,7 @@ class FrameFacts:
     disappeared: list[int] = field(default_factory=list)
     foreground_fraction: float = 0.0
     occupancy: np.ndarray | None = None  # bool grid of cells with foreground
+    jump_speed: float = 0.0  # frame widths per second, see FactTracker.jump_speed
 
 
 @dataclass
@@ -77,6 +78,8 @@ class FactTracker:
         self.rules = rules or Rules()
         self.grid = grid
         self._histories: dict[int, _History] = {}
+        self._previous_centres: np.ndarray | None = None
+        self._previous_time: float | None = None
 
     def update(self, index: int, time_s: float, tracked: list, detections, foreground: np.ndarray | None) -> FrameFacts:
         facts = []
@@ -98,7 +101,31 @@ class FactTracker:
         if foreground is not None:
             fraction = float(foreground.mean())
             occupancy = occupancy_grid(foreground, self.grid)
-        return FrameFacts(index, time_s, facts, appeared, disappeared, fraction, occupancy)
+        jump = self.jump_speed(time_s, detections)
+        return FrameFacts(index, time_s, facts, appeared, disappeared, fraction, occupancy, jump)
+
+    def jump_speed(self, time_s: float, detections, stay_radius: float = 0.03) -> float:
+        """Return how fast the fastest object moved since the previous frame, in frame widths per second.
+
+        Each detection is paired with the nearest detection of the previous frame, and the pair
+        counts only when that previous detection has left its place (no current detection
+        within ``stay_radius`` frame widths of it). This measures speed without track ids,
+        which break when an object jumps further than its own size between sampled frames, and
+        gives 0 for an object that appears while everything else stays put.
+        """
+        boxes = np.asarray(detections.boxes, dtype=np.float64).reshape(-1, 4)
+        centres = (boxes[:, :2] + boxes[:, 2:]) / 2 / self.width
+        previous, previous_time = self._previous_centres, self._previous_time
+        self._previous_centres, self._previous_time = centres, time_s
+        if previous is None or not len(previous) or not len(centres) or time_s <= previous_time:
+            return 0.0
+        distances = np.sqrt(((centres[:, None, :] - previous[None, :, :]) ** 2).sum(axis=2))
+        left = distances.min(axis=0) > stay_radius
+        nearest = distances.argmin(axis=1)
+        moved = left[nearest]
+        if not moved.any():
+            return 0.0
+        return float(distances[np.arange(len(centres)), nearest][moved].max()) / (time_s - previous_time)
 
     def _fact(self, item, history: _History, time_s: float, detections) -> TrackFact:
         x1, y1, x2, y2 = item.box

@@ -169,7 +169,7 @@ def observe(
         tracked = tracker.update(detections)
         facts = fact_tracker.update(frame.index, frame.time_s, tracked, detections, detector.last_foreground)
         frames.append(facts)
-        hits.extend(monitor.update(frame.time_s, facts.tracks))
+        hits.extend(monitor.update(frame.time_s, facts.tracks, facts.jump_speed))
         if duration and frame.time_s - last_report >= 1.0:
             last_report = frame.time_s
             reporter.report("track", frame.time_s / duration, f"{Path(path).name} at {frame.time_s:.1f} s")

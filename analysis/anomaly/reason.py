@@ -35,6 +35,7 @@ COMPONENT_WORDS = {
     "static_s": "an object resting longer than normal",
     "track_count": "more objects than normal",
     "foreground_fraction": "more of the frame changed than normal",
+    "jump_speed": "something jumped further between frames than normal",
 }
 
 
@@ -91,7 +92,7 @@ def guess_category(segment, tracks: list[TrackSummary], normal_speed: float) -> 
         if fell:
             return "dropped_object"
         return "wrong_placement" if "unusual_rest_place" in names else "unattended"
-    if "max_speed" in rules or names & {"speed", "acceleration"}:
+    if "max_speed" in rules or names & {"speed", "acceleration", "jump_speed"}:
         return "fast_handling"
     if "protocol_step" in rules:
         return "protocol_step"

@@ -129,11 +129,27 @@ class RuleMonitor:
         self.moving_speed = moving_speed
         self._last_zone: str | None = None
         self._left_s = 0.0  # last time a moving object was seen in ``_last_zone``
+        self._moving_since: float | None = None  # when the object in ``_last_zone`` started to move
 
-    def update(self, time_s: float, tracks: list) -> list[RuleHit]:
-        """Return the rule hits for one frame; ``tracks`` are TrackFact records of the frame."""
+    def update(self, time_s: float, tracks: list, jump_speed: float = 0.0) -> list[RuleHit]:
+        """Return the rule hits for one frame.
+
+        ``tracks`` are the frame's TrackFact records, and ``jump_speed`` is the frame's
+        track-free speed (FrameFacts.jump_speed), which catches objects too fast to track.
+        """
         hits: list[RuleHit] = []
         rules = self.rules
+        if rules.max_speed is not None and jump_speed > rules.max_speed:
+            hits.append(
+                RuleHit(
+                    "max_speed",
+                    "fast_handling",
+                    time_s,
+                    time_s,
+                    None,
+                    f"an object jumped at {jump_speed:.2f} frame widths/s between frames, above the limit {rules.max_speed:.2f}",
+                )
+            )
         for fact in tracks:
             zones = fact.zones
             kinds = {rules.zone(name).kind for name in zones}
@@ -200,21 +216,28 @@ class RuleMonitor:
     def _protocol(self, time_s: float, tracks: list) -> list[RuleHit]:
         hits = []
         for fact in tracks:
-            if fact.speed < self.moving_speed and fact.static_s > 0:
-                continue
             inside = [name for name in fact.zones if name in self.protocol_zones]
             if not inside:
                 continue
             zone = inside[0]
+            if fact.speed < self.moving_speed and fact.static_s > 0:
+                # An object at rest in the current zone: a later move out of it starts after now.
+                if zone == self._last_zone:
+                    self._moving_since = None
+                continue
             if self._last_zone is not None and zone != self._last_zone:
-                hit = self._event(self._last_zone, zone, self._left_s, time_s, fact.track_id)
+                started = self._moving_since if self._moving_since is not None else self._left_s
+                hit = self._event(self._last_zone, zone, started, time_s, fact.track_id)
                 if hit:
                     hits.append(hit)
+                self._moving_since = None
+            if self._moving_since is None:
+                self._moving_since = time_s
             self._last_zone = zone
             self._left_s = time_s
         return hits
 
-    def _event(self, from_zone: str, to_zone: str, left_s: float, time_s: float, track_id: int) -> RuleHit | None:
+    def _event(self, from_zone: str, to_zone: str, started_s: float, time_s: float, track_id: int) -> RuleHit | None:
         steps = self.rules.protocol
         count = len(steps)
         if not self.rules.protocol_repeats and self.expected >= count:
@@ -232,4 +255,4 @@ class RuleMonitor:
             if following:
                 self.expected = following[0]
             message = f"track {track_id} moved from {from_zone} to {to_zone}, but the protocol expected {expected.name!r} ({expected.from_zone} to {expected.to_zone})"
-        return RuleHit("protocol_step", "protocol_step", left_s, time_s, track_id, message)
+        return RuleHit("protocol_step", "protocol_step", started_s, time_s, track_id, message)

@@ -22,7 +22,7 @@ from analysis.anomaly.rules import Rules
 
 SCENE_FORMAT = "biovlm-anomaly-scene/1"
 TRACK_FACTS = ("speed", "acceleration", "area", "area_growth", "static_s")
-FRAME_FACTS = ("track_count", "foreground_fraction")
+FRAME_FACTS = ("track_count", "foreground_fraction", "jump_speed")
 QUANTILES = (0.5, 0.9, 0.99)
 # A place counts as normal when the scene model saw foreground there in at least half a frame
 # (after smoothing) and in at least this share of its frames.
@@ -39,6 +39,7 @@ FACT_SCALES = {
     "static_s": 1.0,
     "track_count": 1.0,
     "foreground_fraction": 0.01,
+    "jump_speed": 0.3,
 }
 
 
@@ -125,6 +126,7 @@ class SceneModel:
                 occupancy += frame.occupancy
             values["track_count"].append(len(frame.tracks))
             values["foreground_fraction"].append(frame.foreground_fraction)
+            values["jump_speed"].append(frame.jump_speed)
             for fact in frame.tracks:
                 row, column = grid_cell(fact.x, fact.y, grid)
                 tracks[row, column] += 1
@@ -170,7 +172,14 @@ class SceneModel:
             count = int(rare.sum())
             if count:
                 components.append(Component("unusual_place", 1.0 - math.exp(-count / 2.0), count, floor))
-        for name, value in (("track_count", len(frame.tracks)), ("foreground_fraction", frame.foreground_fraction)):
+        frame_values = (
+            ("track_count", len(frame.tracks)),
+            ("foreground_fraction", frame.foreground_fraction),
+            ("jump_speed", frame.jump_speed),
+        )
+        for name, value in frame_values:
+            if name not in self.quantiles:  # a scene file written before this fact existed
+                continue
             score, upper = _exceedance(value, self.quantiles[name], FACT_SCALES[name])
             if score > 0:
                 components.append(Component(name, score, value, upper))

@@ -87,7 +87,7 @@ def lab_rules() -> Rules:
     protocol = [Step("pick up", "rack", "work"), Step("dispense", "work", "storage"), Step("return", "storage", "rack")]
     return Rules(
         zones=zones,
-        max_speed=1.0,
+        max_speed=1.8,
         max_unattended_s=2.5,
         spill_min_area=0.004,
         spill_min_static_s=2.0,
@@ -336,8 +336,11 @@ class LabScene:
         shake = self.rng.normal(0, 0.003 * width, 2)
         matrix = np.float32([[1, 0, shake[0]], [0, 1, shake[1]]])
         image = cv2.warpAffine(image, matrix, (width, height), borderMode=cv2.BORDER_REFLECT)
-        noisy = image.astype(np.float32) * gain + self.rng.normal(0, 2.0, image.shape).astype(np.float32)
-        return np.clip(noisy, 0, 255).astype(np.uint8)
+        noisy = self.rng.standard_normal(image.shape, dtype=np.float32)
+        noisy *= 2.0
+        noisy += image
+        noisy *= gain
+        return np.clip(noisy, 0, 255, out=noisy).astype(np.uint8)
 
 
 def write_video(path: Path, frames, fps: float, width: int, height: int, crf: int = 23) -> None:
