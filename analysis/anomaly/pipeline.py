@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.anomaly.detect import BackgroundDetector, ModelDetector, median_background
+from analysis.anomaly.detect import BackgroundDetector, median_background
 from analysis.anomaly.facts import FactTracker, FrameFacts
 from analysis.anomaly.rules import RuleHit, RuleMonitor, Rules
 from analysis.anomaly.scene import Component, SceneModel
@@ -102,13 +102,16 @@ class AnalysisResult:
         return data
 
 
-def _sample_background(paths: list[str | Path], fps: float, max_side: int, reporter: ProgressReporter) -> np.ndarray:
+def _sample_background(
+    paths: list[str | Path], fps: float, max_side: int, reporter: ProgressReporter, max_seconds: float | None
+) -> np.ndarray:
     samples = []
     for number, path in enumerate(paths):
         info = probe(path)
-        duration = info.duration_s or 10.0
+        duration = min(info.duration_s or 10.0, max_seconds or float("inf"))
         step = max(1.0 / fps, duration / BACKGROUND_SAMPLES)
-        samples.extend(frame.image for frame in read_frames(path, fps=1.0 / step, max_side=max_side))
+        decoded = read_frames(path, fps=1.0 / step, max_side=max_side, max_seconds=max_seconds)
+        samples.extend(frame.image for frame in decoded)
         reporter.report("background", (number + 1) / len(paths), Path(path).name)
     sizes = {image.shape for image in samples}
     if len(sizes) != 1:
@@ -127,8 +130,9 @@ def observe(
     detector=None,
     grid: tuple[int, int] = DEFAULT_GRID,
     reporter: ProgressReporter | None = None,
+    max_seconds: float | None = None,
 ) -> Observation:
-    """Decode, detect, track and measure ``path``; check ``rules`` on every frame.
+    """Decode, detect, track and measure ``path``, or its first ``max_seconds``; check ``rules`` on every frame.
 
     Without ``detector``, a BackgroundDetector is used, on ``background`` when given and
     otherwise on the median of the video's first frames.
@@ -136,7 +140,7 @@ def observe(
     reporter = reporter or NullReporter()
     started = time.perf_counter()
     info = probe(path)
-    duration = info.duration_s or 0.0
+    duration = min(info.duration_s or 0.0, max_seconds or float("inf"))
     if detector is None:
         detector = BackgroundDetector(background)
     tracker = Tracker(fps)
@@ -145,7 +149,7 @@ def observe(
     hits: list[RuleHit] = []
     fact_tracker = None
 
-    decoded = read_frames(path, fps=fps, max_side=max_side)
+    decoded = read_frames(path, fps=fps, max_side=max_side, max_seconds=max_seconds)
     pending = []
     if isinstance(detector, BackgroundDetector) and detector.background is None:
         for frame in decoded:
@@ -193,25 +197,19 @@ def fit_scene(
     max_side: int = DEFAULT_MAX_SIDE,
     grid: tuple[int, int] = DEFAULT_GRID,
     reporter: ProgressReporter | None = None,
+    max_seconds: float | None = None,
 ) -> SceneModel:
-    """Fit a SceneModel on one or more normal videos of the same camera view."""
+    """Fit a SceneModel on normal videos of one camera view, or on the first ``max_seconds`` of each."""
     reporter = reporter or NullReporter()
     rules = rules or Rules()
     if not paths:
         raise ValueError("Fitting a scene needs at least one normal video.")
-    background = _sample_background(paths, fps, max_side, reporter)
+    background = _sample_background(paths, fps, max_side, reporter, max_seconds)
     observations = []
     for number, path in enumerate(paths):
-        observations.append(observe(path, rules, fps, max_side, background, grid=grid))
+        observations.append(observe(path, rules, fps, max_side, background, grid=grid, max_seconds=max_seconds))
         reporter.report("fit", (number + 1) / len(paths), Path(path).name)
     return SceneModel.fit(observations, background, rules, fps, max_side, grid)
-
-
-def make_detector(scene: SceneModel, registry=None, role: str | None = None, confidence: float = 0.25):
-    """Return the YOLO detector of ``role`` from ``registry`` when given, else the background detector."""
-    if registry is not None and role:
-        return ModelDetector(registry.get(role), confidence=confidence), f"{role}:{registry.get(role).info.version}"
-    return BackgroundDetector(scene.background), "background subtraction"
 
 
 def frame_scores(scene: SceneModel, observation: Observation) -> tuple[np.ndarray, np.ndarray, list[list[Component]]]:
@@ -290,15 +288,16 @@ def analyse(
     merge_gap_s: float = 1.0,
     min_length_s: float = 0.5,
     reporter: ProgressReporter | None = None,
+    max_seconds: float | None = None,
 ) -> AnalysisResult:
-    """Score ``path`` against ``scene`` and return frame scores and anomalous segments."""
+    """Score ``path``, or its first ``max_seconds``, against ``scene``; return frame scores and segments."""
     reporter = reporter or NullReporter()
     threshold = scene.threshold if threshold is None else threshold
     started = time.perf_counter()
     if detector is None:
         detector = BackgroundDetector(scene.background)
     observation = observe(
-        path, scene.rules, scene.fps, scene.max_side, scene.background, detector, scene.grid, reporter
+        path, scene.rules, scene.fps, scene.max_side, scene.background, detector, scene.grid, reporter, max_seconds
     )
     if observation.frame_size != scene.frame_size:
         logger.warning(
