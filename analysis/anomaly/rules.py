@@ -203,7 +203,7 @@ class RuleMonitor:
                     RuleHit(
                         "new_static_region",
                         "spill",
-                        fact.first_s,
+                        time_s - fact.static_s,
                         time_s,
                         fact.track_id,
                         f"a new static region appeared (track {fact.track_id}, {fact.area * 100:.2f}% of the frame)",
