@@ -87,7 +87,7 @@ def make_set(
     plan += [
         ("test", f"{kind}_{i:02d}", kind, 100 * k + i) for k, kind in enumerate(ANOMALY_KINDS) for i in range(per_kind)
     ]
-    made: dict[str, list] = {"fit": [], "test": []}
+    videos: dict[str, list] = {"fit": [], "test": []}
     started = time.perf_counter()
     for group, name, kind, seed in plan:
         path = folder / f"{name}.mp4"
@@ -96,9 +96,9 @@ def make_set(
             truth = GroundTruth.from_dict(json.loads(truth_path.read_text()))
         else:
             truth = simulate_video(path, kind, seed, duration_s=duration, fps=fps, size=size)
-        made[group].append((path, truth, kind or "normal"))
+        videos[group].append((path, truth, kind or "normal"))
     print(f"Videos: {len(plan)} in {folder} ({time.perf_counter() - started:.0f} s to write the missing ones)")
-    return made
+    return videos
 
 
 def frame_difference(path: Path, fps: float, max_side: int) -> tuple[np.ndarray, np.ndarray]:
@@ -161,7 +161,7 @@ def evaluate_rows(results: list[tuple], threshold: float, fps: float) -> list[di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--folder", type=Path, help="Folder for the synthetic videos; reused when it holds them.")
+    parser.add_argument("--folder", type=Path, help="Folder for the synthetic videos; reused when it contains them.")
     parser.add_argument("--fit", type=int, default=4, help="Normal videos to fit the scene on (default 4).")
     parser.add_argument("--normal", type=int, default=2, help="Unseen normal test videos (default 2).")
     parser.add_argument("--per-kind", type=int, default=2, help="Test videos per anomaly kind (default 2).")
@@ -171,35 +171,38 @@ def main() -> None:
     args = parser.parse_args()
 
     folder = args.folder or Path(tempfile.mkdtemp(prefix="anomaly-bench-"))
-    made = make_set(folder, args.fit, args.normal, args.per_kind, args.duration, 30.0, (640, 480))
-    video_seconds = sum(truth.duration_s for _, truth, _ in made["test"])
-    info = probe(made["test"][0][0])
+    videos = make_set(folder, args.fit, args.normal, args.per_kind, args.duration, 30.0, (640, 480))
+    video_seconds = sum(truth.duration_s for _, truth, _ in videos["test"])
+    info = probe(videos["test"][0][0])
     print(
-        f"Test videos: {len(made['test'])}, {video_seconds:.0f} s at {info.width}x{info.height}, {info.average_fps:.0f} fps; analysed at {args.analysis_fps:g} fps, longer side {args.max_side} px"
+        f"Test videos: {len(videos['test'])}, {video_seconds:.0f} s at {info.width}x{info.height}, {info.average_fps:.0f} fps; analysed at {args.analysis_fps:g} fps, longer side {args.max_side} px"
     )
 
     started = time.perf_counter()
-    scene = fit_scene([path for path, _, _ in made["fit"]], lab_rules(), fps=args.analysis_fps, max_side=args.max_side)
+    scene = fit_scene(
+        [path for path, _, _ in videos["fit"]], lab_rules(), fps=args.analysis_fps, max_side=args.max_side
+    )
     fit_seconds = time.perf_counter() - started
 
     pipeline_results, frames = [], 0
     with PeakRss() as pipeline_rss:
         started = time.perf_counter()
-        for path, truth, kind in made["test"]:
+        for path, truth, kind in videos["test"]:
             result = analyse(path, scene)
             frames += len(result.times)
             segments = [(segment.start_s, segment.end_s) for segment in result.segments]
             pipeline_results.append((path, truth, kind, result.times, result.scores, segments))
         pipeline_seconds = time.perf_counter() - started
 
+    # The baseline's scale comes from the fitting videos, like the scene model, and is not timed.
+    reference = np.concatenate(
+        [frame_difference(path, args.analysis_fps, args.max_side)[1][1:] for path, _, _ in videos["fit"]]
+    )
+    scale = max(float(np.quantile(reference, 0.99)), 1e-6)
     with PeakRss() as baseline_rss:
         started = time.perf_counter()
-        reference = np.concatenate(
-            [frame_difference(path, args.analysis_fps, args.max_side)[1][1:] for path, _, _ in made["fit"]]
-        )
-        scale = max(float(np.quantile(reference, 0.99)), 1e-6)
         baseline_results = []
-        for path, truth, kind in made["test"]:
+        for path, truth, kind in videos["test"]:
             times, values = frame_difference(path, args.analysis_fps, args.max_side)
             baseline_results.append((path, truth, kind, times, values / scale, None))
         baseline_seconds = time.perf_counter() - started
@@ -207,7 +210,7 @@ def main() -> None:
     kinds = list(ANOMALY_KINDS)
     pipeline_rows = evaluate_rows(pipeline_results, scene.threshold, args.analysis_fps)
     baseline_rows = evaluate_rows(baseline_results, 1.0, args.analysis_fps)
-    print(f"Scene fitted on {len(made['fit'])} normal videos ({scene.frame_count} frames) in {fit_seconds:.1f} s")
+    print(f"Scene fitted on {len(videos['fit'])} normal videos ({scene.frame_count} frames) in {fit_seconds:.1f} s")
     print()
     print(
         f"{'group':18}  {'pipeline AUC':>12} {'F1':>6} {'mIoU':>6} {'R@0.5':>6}   {'baseline AUC':>12} {'F1':>6} {'mIoU':>6} {'R@0.5':>6}"
@@ -221,9 +224,9 @@ def main() -> None:
         ("pipeline", pipeline_rows, pipeline_seconds, pipeline_rss),
         ("baseline", baseline_rows, baseline_seconds, baseline_rss),
     ):
-        videos = video_metrics([row["truth"] for row in rows], [row["predicted"] for row in rows])
+        per_video = video_metrics([row["truth"] for row in rows], [row["predicted"] for row in rows])
         print(
-            f"{name:9} video accuracy {videos['accuracy']:.3f}  F1 {videos['f1']:.3f}  "
+            f"{name:9} video accuracy {per_video['accuracy']:.3f}  F1 {per_video['f1']:.3f}  "
             f"{seconds / frames * 1000:6.1f} ms per sampled frame  {video_seconds / seconds:5.1f}x real time  "
             f"peak RSS {rss.peak_bytes / 2**20:.0f} MiB (+{(rss.peak_bytes - rss.start_bytes) / 2**20:.0f} MiB during the run)"
         )

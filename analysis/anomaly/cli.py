@@ -74,7 +74,7 @@ def _parse_size(text: str) -> tuple[int, int]:
 def _simulate(args) -> int:
     from analysis.anomaly.simulate import simulate_set
 
-    made = simulate_set(
+    truths = simulate_set(
         args.folder,
         tuple(args.kinds),
         args.normal,
@@ -84,7 +84,7 @@ def _simulate(args) -> int:
         fps=args.fps,
         size=_parse_size(args.size),
     )
-    count = sum(len(items) for items in made.values())
+    count = sum(len(items) for items in truths.values())
     print(f"Wrote {count} videos with ground truth to {args.folder}")
     return 0
 

@@ -32,7 +32,7 @@ BACKGROUND_SAMPLES = 40  # frames per video for the median background
 
 @dataclass
 class Observation:
-    """What one pass over a video measured: per-frame facts and rule hits."""
+    """Per-frame facts and rule hits from one pass over a video."""
 
     path: str
     duration_s: float

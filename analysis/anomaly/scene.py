@@ -1,6 +1,6 @@
 """A scene model fitted on normal videos of one camera view, with no neural training.
 
-It stores the empty-scene background, how often each grid cell holds a moving object, where
+It stores the empty-scene background, how often each grid cell contains a moving object, where
 tracks pass and where they rest, and the normal range (quantiles) of every track fact. New
 frames are scored by how far their facts fall outside those ranges: each check gives a
 component from 0 (normal) to 1 (far outside), and the frame score is the largest one.

@@ -391,12 +391,14 @@ def simulate_set(
     """Write ``normal`` normal videos and ``per_kind`` videos of each anomaly kind into ``folder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    made: dict[str, list[GroundTruth]] = {"normal": []}
+    truths: dict[str, list[GroundTruth]] = {"normal": []}
     for index in range(normal):
-        made["normal"].append(simulate_video(folder / f"normal_{index:02d}.mp4", None, seed + 1000 + index, **options))
+        truths["normal"].append(
+            simulate_video(folder / f"normal_{index:02d}.mp4", None, seed + 1000 + index, **options)
+        )
     for kind_index, kind in enumerate(kinds):
-        made[kind] = [
+        truths[kind] = [
             simulate_video(folder / f"{kind}_{index:02d}.mp4", kind, seed + 100 * kind_index + index, **options)
             for index in range(per_kind)
         ]
-    return made
+    return truths

@@ -16,8 +16,10 @@ DURATION_S = 14.0
 def lab_set(tmp_path_factory):
     """Write 3 normal videos and one of each anomaly kind; return {kind: [GroundTruth]} and the folder."""
     folder = tmp_path_factory.mktemp("lab")
-    made = simulate_set(folder, ANOMALY_KINDS, normal=3, per_kind=1, seed=0, duration_s=DURATION_S, fps=FPS, size=SIZE)
-    return folder, made
+    truths = simulate_set(
+        folder, ANOMALY_KINDS, normal=3, per_kind=1, seed=0, duration_s=DURATION_S, fps=FPS, size=SIZE
+    )
+    return folder, truths
 
 
 @pytest.fixture(scope="session")

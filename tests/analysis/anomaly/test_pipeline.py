@@ -17,7 +17,7 @@ from analysis.anomaly.simulate import ANOMALY_KINDS, KIND_CATEGORIES, GroundTrut
 
 @pytest.fixture(scope="module")
 def results(lab_set, lab_scene):
-    folder, made = lab_set
+    folder, truths = lab_set
     names = ["normal_02", *(f"{kind}_00" for kind in ANOMALY_KINDS)]
     return {name: analyse(folder / f"{name}.mp4", lab_scene) for name in names}
 
@@ -29,8 +29,8 @@ def test_normal_video_has_no_segment(results):
 
 @pytest.mark.parametrize("kind", ANOMALY_KINDS)
 def test_anomaly_found_at_true_time(lab_set, results, kind):
-    _, made = lab_set
-    truth = made[kind][0].anomalies[0]
+    _, truths = lab_set
+    truth = truths[kind][0].anomalies[0]
 
     segments = results[f"{kind}_00"].segments
 
@@ -39,7 +39,7 @@ def test_anomaly_found_at_true_time(lab_set, results, kind):
 
 
 def test_frame_auroc_over_set(lab_set, results):
-    _, made = lab_set
+    _, truths = lab_set
     labels, scores = [], []
     for name, result in results.items():
         truth = GroundTruth.from_dict(json.loads((lab_set[0] / f"{name}.json").read_text()))

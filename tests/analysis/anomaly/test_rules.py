@@ -32,8 +32,8 @@ def overlaps(hit, truth) -> bool:
     ],
 )
 def test_rule_fires_on_its_anomaly(lab_set, lab_scene, kind, rule):
-    folder, made = lab_set
-    truth = made[kind][0].anomalies[0]
+    folder, truths = lab_set
+    truth = truths[kind][0].anomalies[0]
 
     hits = [hit for hit in hits_of(folder, f"{kind}_00", lab_scene) if hit.rule == rule]
 

@@ -37,7 +37,10 @@ def test_detector_finds_new_object():
 
     assert len(detections.boxes) == 1
     x1, y1, x2, y2 = detections.boxes[0]
-    assert abs(x1 - 30) <= 2 and abs(y1 - 20) <= 2 and abs(x2 - 50) <= 2 and abs(y2 - 40) <= 2
+    assert abs(x1 - 30) <= 2
+    assert abs(y1 - 20) <= 2
+    assert abs(x2 - 50) <= 2
+    assert abs(y2 - 40) <= 2
     assert detections.masks.shape == (1, HEIGHT, WIDTH)
     assert abs(int(detections.masks[0].sum()) - 400) < 60
 
