@@ -1,4 +1,4 @@
-"""``python -m analysis anomaly simulate|fit-scene|run``."""
+"""``python -m analysis anomaly simulate|fit-scene|run|evaluate``."""
 
 from __future__ import annotations
 
@@ -61,6 +61,18 @@ def add_anomaly_parser(commands) -> None:
         "--vlm",
         help="VLM source for explanations, such as openai:http://127.0.0.1:8000/v1; default: BIOVLM_MODEL_VLM or none.",
     )
+
+    evaluate = sub.add_parser("evaluate", help="Compare results of run --json with true anomalous segments.")
+    evaluate.add_argument("results", nargs="+", type=Path, help="Result files written by run --json.")
+    truth = evaluate.add_mutually_exclusive_group(required=True)
+    truth.add_argument("--truth", type=Path, nargs="+", help="Ground-truth JSON files of the simulator, one per video.")
+    truth.add_argument("--annotations", type=Path, help="A JSON annotation file with every video's segments.")
+    truth.add_argument("--ucf-crime", type=Path, help="A UCF-Crime temporal annotation file (frame numbers).")
+    evaluate.add_argument(
+        "--ucf-fps", type=float, help="Frame rate of the UCF-Crime frame numbers (required with --ucf-crime)."
+    )
+    evaluate.add_argument("--export", type=Path, help="Also write the predicted segments to this JSON annotation file.")
+    evaluate.add_argument("--export-ucf", type=Path, help="Also write the predicted segments in the UCF-Crime format.")
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -158,11 +170,85 @@ def _run(args) -> int:
     return 1 if result.segments else 0
 
 
+def _read_truth(args) -> list:
+    from analysis.anomaly.metrics import VideoAnnotation, read_json_annotations, read_ucf_crime
+    from analysis.anomaly.simulate import GroundTruth
+
+    if args.ucf_crime:
+        if not args.ucf_fps:
+            raise SystemExit("--ucf-crime needs --ucf-fps, the frame rate its frame numbers count in.")
+        return read_ucf_crime(args.ucf_crime, args.ucf_fps)
+    if args.annotations:
+        return read_json_annotations(args.annotations)
+    videos = []
+    for path in args.truth:
+        truth = GroundTruth.from_dict(json.loads(path.read_text()))
+        spans = [(item.start_s, item.end_s) for item in truth.anomalies]
+        videos.append(
+            VideoAnnotation(truth.video, spans, [item.category for item in truth.anomalies], truth.duration_s)
+        )
+    return videos
+
+
+def _evaluate(args) -> int:
+    import numpy as np
+
+    from analysis.anomaly.metrics import (
+        VideoAnnotation,
+        average_precision,
+        frame_labels,
+        roc_auc,
+        segment_metrics,
+        video_metrics,
+        write_json_annotations,
+        write_ucf_crime,
+    )
+
+    truth = {Path(item.video).name: item for item in _read_truth(args)}
+    predicted, labels, scores = [], [], []
+    for path in args.results:
+        try:
+            result = json.loads(path.read_text())
+            name = Path(result["video"]).name
+            frames = result["frames"]
+        except (OSError, json.JSONDecodeError, KeyError) as error:
+            raise SystemExit(f"{path}: not a result file of run --json ({error}).") from error
+        if name not in truth:
+            raise SystemExit(f"{path}: no true segments are given for {name}.")
+        spans = [(segment["start_s"], segment["end_s"]) for segment in result["segments"]]
+        categories = [(segment.get("explanation") or {}).get("category", "other") for segment in result["segments"]]
+        predicted.append(VideoAnnotation(name, spans, categories, result["duration_s"]))
+        times = np.array([frame["time_s"] for frame in frames])
+        labels.append(frame_labels(times, truth[name].segments))
+        scores.append(np.array([frame["score"] for frame in frames]))
+
+    used = [truth[item.video] for item in predicted]
+    labels_all, scores_all = np.concatenate(labels), np.concatenate(scores)
+    print(f"Videos: {len(predicted)}, frames: {len(labels_all)}, anomalous frames: {int(labels_all.sum())}")
+    if labels_all.any() and not labels_all.all():
+        print(
+            f"Frame ROC-AUC {roc_auc(labels_all, scores_all):.3f}  AP {average_precision(labels_all, scores_all):.3f}"
+        )
+    per_video = video_metrics(used, predicted)
+    print(
+        f"Video accuracy {per_video['accuracy']:.3f}  precision {per_video['precision']:.3f}  recall {per_video['recall']:.3f}  F1 {per_video['f1']:.3f}"
+    )
+    segments = segment_metrics(used, predicted)
+    print(
+        f"Segments: {segments['true_segments']} true, mIoU {segments['miou']:.3f}  R@0.3 {segments['recall@0.3']:.3f}  R@0.5 {segments['recall@0.5']:.3f}"
+    )
+    if args.export:
+        write_json_annotations(args.export, predicted)
+    if args.export_ucf:
+        write_ucf_crime(args.export_ucf, predicted, args.ucf_fps or 30.0)
+    return 0
+
+
 def run_anomaly_command(args: argparse.Namespace) -> int:
     from analysis.anomaly.video import VideoError
     from analysis.backends import ModelUnavailable
 
-    handlers = {"simulate": _simulate, "fit-scene": _fit, "run": _run}
+    handlers = {"simulate": _simulate, "fit-scene": _fit, "run": _run, "evaluate": _evaluate}
     try:
         return handlers[args.anomaly_command](args)
     except (VideoError, ValueError, ModelUnavailable) as error:

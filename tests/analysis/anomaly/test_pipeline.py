@@ -159,3 +159,26 @@ def test_command_line_simulate(tmp_path, capsys):
     truth = json.loads((tmp_path / "spill_00.json").read_text())
     assert truth["width"] == 96
     assert (tmp_path / "normal_00.mp4").stat().st_size > 0
+
+
+def test_command_line_evaluate(tmp_path, lab_set, lab_scene, capsys):
+    folder, _ = lab_set
+    scene = tmp_path / "scene.json"
+    lab_scene.save(scene)
+    results = []
+    for name in ("normal_02", "spill_00"):
+        results.append(tmp_path / f"{name}.result.json")
+        main(["anomaly", "run", str(folder / f"{name}.mp4"), "--scene", str(scene), "--json", str(results[-1])])
+    capsys.readouterr()
+    exported = tmp_path / "predicted.json"
+
+    truth_files = [str(folder / "normal_02.json"), str(folder / "spill_00.json")]
+    code = main(["anomaly", "evaluate", *map(str, results), "--truth", *truth_files, "--export", str(exported)])
+
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "Video accuracy 1.000" in printed
+    assert "Segments: 1 true" in printed
+    videos = {video["video"]: video for video in json.loads(exported.read_text())["videos"]}
+    assert videos["normal_02.mp4"]["segments"] == []
+    assert videos["spill_00.mp4"]["segments"][0]["category"] == "spill"
