@@ -158,7 +158,7 @@ def observe(
                 break
         if not pending:
             raise ValueError(f"{Path(path).name}: no frames to learn a background from.")
-        detector.prime([frame.image[::1, ::1] for frame in pending])
+        detector.prime([frame.image for frame in pending])
 
     def all_frames():
         yield from pending

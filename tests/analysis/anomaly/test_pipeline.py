@@ -182,3 +182,18 @@ def test_command_line_evaluate(tmp_path, lab_set, lab_scene, capsys):
     videos = {video["video"]: video for video in json.loads(exported.read_text())["videos"]}
     assert videos["normal_02.mp4"]["segments"] == []
     assert videos["spill_00.mp4"]["segments"][0]["category"] == "spill"
+
+
+def test_observe_without_scene_background(lab_set):
+    from analysis.anomaly.pipeline import observe
+    from analysis.anomaly.simulate import lab_rules
+
+    folder, truths = lab_set
+    truth = truths["restricted_zone"][0].anomalies[0]
+
+    observation = observe(folder / "restricted_zone_00.mp4", lab_rules(), fps=10, max_side=160)
+
+    hits = [hit for hit in observation.hits if hit.rule == "restricted_zone"]
+    assert hits
+    assert min(hit.start_s for hit in hits) >= truth.start_s
+    assert max(hit.end_s for hit in hits) <= truth.end_s + 0.2
