@@ -43,6 +43,9 @@ def add_anomaly_parser(commands) -> None:
         "-o", "--output", type=Path, default=Path("scene.json"), help="Scene model file to write (default scene.json)."
     )
     fit.add_argument("--fps", type=float, default=10.0, help="Frames per second analysed (default 10).")
+    fit.add_argument(
+        "--detector", help="YOLO model source, such as local:/models/yolo.pt; default: background subtraction."
+    )
     fit.add_argument("--max-side", type=int, default=320, help="Longer frame side analysed, in pixels (default 320).")
 
     run = sub.add_parser("run", help="Score a video against a scene model and print its anomalous segments.")
@@ -102,7 +105,7 @@ def _simulate(args) -> int:
 
 
 def _fit(args) -> int:
-    from analysis.anomaly.pipeline import fit_scene
+    from analysis.anomaly.pipeline import BACKGROUND_DETECTOR, fit_scene
     from analysis.anomaly.rules import Rules
     from analysis.anomaly.simulate import lab_rules
 
@@ -116,10 +119,28 @@ def _fit(args) -> int:
             rules = Rules.from_dict(json.loads(args.rules.read_text()))
         except (OSError, json.JSONDecodeError, ValueError, KeyError, TypeError) as error:
             raise SystemExit(f"{args.rules}: invalid rules file: {error}") from error
-    scene = fit_scene(args.videos, rules, fps=args.fps, max_side=args.max_side, reporter=ConsoleReporter())
+    detector, detector_name = _model_detector(args.detector) if args.detector else (None, BACKGROUND_DETECTOR)
+    scene = fit_scene(
+        args.videos,
+        rules,
+        fps=args.fps,
+        max_side=args.max_side,
+        reporter=ConsoleReporter(),
+        detector=detector,
+        detector_name=detector_name,
+    )
     scene.save(args.output)
     print(f"Fitted the scene on {scene.frame_count} frames of {len(args.videos)} video(s); wrote {args.output}")
     return 0
+
+
+def _model_detector(source: str):
+    """Load the YOLO detector from ``source``; ModelUnavailable is an error, because the user asked for it."""
+    from analysis.anomaly.detect import ModelDetector
+    from analysis.backends import ModelRegistry
+
+    backend = ModelRegistry({"detector": source}).get("detector")
+    return ModelDetector(backend), f"YOLO {backend.info.version}"
 
 
 def _registry(args):
@@ -129,24 +150,18 @@ def _registry(args):
     sources = sources_from_environment()
     if args.vlm:
         sources["vlm"] = args.vlm
-    if args.detector:
-        sources["detector"] = args.detector
     return ModelRegistry(sources)
 
 
 def _run(args) -> int:
-    from analysis.anomaly.detect import ModelDetector
-    from analysis.anomaly.pipeline import analyse
+    from analysis.anomaly.pipeline import BACKGROUND_DETECTOR, analyse
     from analysis.anomaly.reason import explain_segments
     from analysis.anomaly.scene import SceneModel
     from analysis.backends import ModelUnavailable
 
     scene = SceneModel.load(args.scene)
     registry = _registry(args)
-    detector, detector_name = None, "background subtraction"
-    if args.detector:
-        backend = registry.get("detector")  # ModelUnavailable here is an error: the user asked for it
-        detector, detector_name = ModelDetector(backend), f"YOLO {backend.info.version}"
+    detector, detector_name = _model_detector(args.detector) if args.detector else (None, BACKGROUND_DETECTOR)
     reporter = ConsoleReporter()
     result = analyse(args.video, scene, detector, detector_name, threshold=args.threshold, reporter=reporter)
     vlm = None

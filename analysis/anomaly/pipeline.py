@@ -28,6 +28,7 @@ DEFAULT_FPS = 10.0
 DEFAULT_MAX_SIDE = 320
 DEFAULT_GRID = (24, 32)
 BACKGROUND_SAMPLES = 40  # frames per video for the median background
+BACKGROUND_DETECTOR = "background subtraction"
 
 
 @dataclass
@@ -198,8 +199,14 @@ def fit_scene(
     grid: tuple[int, int] = DEFAULT_GRID,
     reporter: ProgressReporter | None = None,
     max_seconds: float | None = None,
+    detector=None,
+    detector_name: str = BACKGROUND_DETECTOR,
 ) -> SceneModel:
-    """Fit a SceneModel on normal videos of one camera view, or on the first ``max_seconds`` of each."""
+    """Fit a SceneModel on normal videos of one camera view, or on the first ``max_seconds`` of each.
+
+    ``detector`` (a ModelDetector) replaces background subtraction; score new videos with the
+    same detector, because the normal ranges of track facts depend on what it finds.
+    """
     reporter = reporter or NullReporter()
     rules = rules or Rules()
     if not paths:
@@ -207,9 +214,12 @@ def fit_scene(
     background = _sample_background(paths, fps, max_side, reporter, max_seconds)
     observations = []
     for number, path in enumerate(paths):
-        observations.append(observe(path, rules, fps, max_side, background, grid=grid, max_seconds=max_seconds))
+        observation = observe(path, rules, fps, max_side, background, detector, grid, max_seconds=max_seconds)
+        observations.append(observation)
         reporter.report("fit", (number + 1) / len(paths), Path(path).name)
-    return SceneModel.fit(observations, background, rules, fps, max_side, grid)
+    scene = SceneModel.fit(observations, background, rules, fps, max_side, grid)
+    scene.detector = detector_name
+    return scene
 
 
 def frame_scores(scene: SceneModel, observation: Observation) -> tuple[np.ndarray, np.ndarray, list[list[Component]]]:
@@ -283,7 +293,7 @@ def analyse(
     path: str | Path,
     scene: SceneModel,
     detector=None,
-    detector_name: str = "background subtraction",
+    detector_name: str = BACKGROUND_DETECTOR,
     threshold: float | None = None,
     merge_gap_s: float = 1.0,
     min_length_s: float = 0.5,
@@ -299,6 +309,13 @@ def analyse(
     observation = observe(
         path, scene.rules, scene.fps, scene.max_side, scene.background, detector, scene.grid, reporter, max_seconds
     )
+    if detector_name != scene.detector:
+        logger.warning(
+            "%s is scored with %s, but the scene was fitted with %s; track facts may not compare.",
+            Path(path).name,
+            detector_name,
+            scene.detector,
+        )
     if observation.frame_size != scene.frame_size:
         logger.warning(
             "%s is analysed at %s but the scene was fitted at %s; the background was rescaled.",

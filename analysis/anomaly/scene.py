@@ -107,6 +107,7 @@ class SceneModel:
     frame_count: int = 0
     threshold: float = 0.5
     static_rest_s: float = 1.0
+    detector: str = "background subtraction"  # the detector the normal videos were observed with
 
     @classmethod
     def fit(
@@ -228,6 +229,7 @@ class SceneModel:
             "frame_count": self.frame_count,
             "threshold": self.threshold,
             "static_rest_s": self.static_rest_s,
+            "detector": self.detector,
         }
 
     def save(self, path: str | Path) -> None:
@@ -255,6 +257,7 @@ class SceneModel:
                 frame_count=int(data.get("frame_count", 0)),
                 threshold=float(data.get("threshold", 0.5)),
                 static_rest_s=float(data.get("static_rest_s", 1.0)),
+                detector=str(data.get("detector", "background subtraction")),
             )
         except KeyError as error:
             raise ValueError(f"{source} lacks the field {error.args[0]!r}; fit the scene again.") from error

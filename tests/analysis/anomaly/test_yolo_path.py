@@ -99,3 +99,27 @@ def test_command_line_missing_detector_file(tmp_path, lab_set, lab_scene, capsys
 
     assert code == 2
     assert "absent.pt does not exist" in capsys.readouterr().err
+
+
+def test_scene_fitted_with_yolo(tmp_path, hot_yolo, short_clip, capsys):
+    scene = tmp_path / "scene.json"
+    source = f"local:{hot_yolo}?imgsz=128"
+
+    code = main(["anomaly", "fit-scene", str(short_clip), "--detector", source, "--max-side", "160", "-o", str(scene)])
+
+    assert code == 0
+    fitted = json.loads(scene.read_text())
+    assert fitted["detector"].startswith("YOLO detect-hot.pt@")
+    assert fitted["quantiles"]["track_count"]["max"] > 0
+
+
+def test_segmenter_masks_give_areas(tmp_path, short_clip, lab_scene):
+    segmenter = build_yolo(tmp_path, "segment", hot=True)
+    backend = ModelRegistry({"segmenter": f"local:{segmenter}?imgsz=128"}, device="cpu").get("segmenter")
+
+    result = analyse(short_clip, lab_scene, ModelDetector(backend, confidence=0.5), "YOLO segmenter", max_seconds=1.0)
+
+    facts = [fact for frame in result.frames for fact in frame.tracks]
+    assert facts
+    # Mask areas differ from box areas, which a box-only path would report.
+    assert any(abs(fact.area - fact.width * fact.height) > 1e-3 for fact in facts)
