@@ -95,7 +95,8 @@ def make_set(
         if truth_path.exists():
             truth = GroundTruth.from_dict(json.loads(truth_path.read_text()))
         else:
-            truth = simulate_video(path, kind, seed, duration_s=duration, fps=fps, size=size)
+            # H.264, as phones record, so decoding costs what it would on real footage.
+            truth = simulate_video(path, kind, seed, duration_s=duration, fps=fps, size=size, codec="libx264")
         videos[group].append((path, truth, kind or "normal"))
     print(f"Videos: {len(plan)} in {folder} ({time.perf_counter() - started:.0f} s to write the missing ones)")
     return videos

@@ -34,6 +34,12 @@ def add_anomaly_parser(commands) -> None:
     simulate.add_argument("--size", default="320x240", help="Frame size WIDTHxHEIGHT in pixels (default 320x240).")
     simulate.add_argument("--fps", type=float, default=15.0, help="Frames per second (default 15).")
     simulate.add_argument("--duration", type=float, default=16.0, help="Seconds per video (default 16).")
+    simulate.add_argument(
+        "--codec",
+        choices=("mpeg4", "libx264"),
+        default="mpeg4",
+        help="Video codec (default mpeg4, reproducible per seed).",
+    )
 
     fit = sub.add_parser("fit-scene", help="Fit a scene model on normal videos of one camera view.")
     fit.add_argument("videos", nargs="+", type=Path, help="Normal videos of the scene.")
@@ -96,6 +102,7 @@ def _simulate(args) -> int:
         args.per_kind,
         args.seed,
         duration_s=args.duration,
+        codec=args.codec,
         fps=args.fps,
         size=_parse_size(args.size),
     )

@@ -15,8 +15,11 @@ import numpy as np
 
 from analysis.anomaly.rules import Rules
 
-# Below this speed (frame widths per second) a track counts as resting.
+# A track counts as resting below this speed (frame widths per second), or when its box centre
+# moved at most STATIC_PIXELS over the speed window, which absorbs the jitter of a box from
+# compression noise on small frames.
 STATIC_SPEED = 0.06
+STATIC_PIXELS = 4.0
 HISTORY = 6
 
 
@@ -138,11 +141,13 @@ class FactTracker:
 
         speed = 0.0
         growth = 0.0
+        shift_pixels = 0.0
         if len(history.samples) >= 2:
             back = history.samples[max(0, len(history.samples) - 3)]
             elapsed = time_s - back[0]
+            shift_pixels = math.hypot(cx - back[1], cy - back[2])
             if elapsed > 0:
-                speed = math.hypot(cx - back[1], cy - back[2]) / self.width / elapsed
+                speed = shift_pixels / self.width / elapsed
                 growth = math.log(area / back[3]) / elapsed
         acceleration = 0.0
         if history.speeds:
@@ -156,7 +161,7 @@ class FactTracker:
         if zones != history.zones:
             history.zones = zones
             history.zone_since = time_s
-        if speed < STATIC_SPEED:
+        if speed < STATIC_SPEED or shift_pixels <= STATIC_PIXELS:
             if history.static_since is None:
                 history.static_since = history.samples[-2][0] if len(history.samples) >= 2 else time_s
         else:

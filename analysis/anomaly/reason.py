@@ -78,7 +78,10 @@ def summarise_tracks(frames, start_s: float, end_s: float, track_ids: list[int])
 
 
 def guess_category(segment, tracks: list[TrackSummary], normal_speed: float) -> str:
-    """Pick a category from the rules and facts that raised ``segment``; the first match wins."""
+    """Pick a category from the rules and facts that raised ``segment``; the first match wins.
+
+    Rules come before scene-model facts, because a user set them for this scene.
+    """
     rules = {hit["rule"] for hit in segment.rules}
     names = {item["name"] for item in segment.components}
     resting = rules & {"new_static_region", "unattended"} or names & {"unusual_rest_place", "static_s"}
@@ -92,10 +95,12 @@ def guess_category(segment, tracks: list[TrackSummary], normal_speed: float) -> 
         if fell:
             return "dropped_object"
         return "wrong_placement" if "unusual_rest_place" in names else "unattended"
-    if "max_speed" in rules or names & {"speed", "acceleration", "jump_speed"}:
+    if "max_speed" in rules:
         return "fast_handling"
     if "protocol_step" in rules:
         return "protocol_step"
+    if names & {"speed", "acceleration", "jump_speed"}:
+        return "fast_handling"
     return "other"
 
 

@@ -5,7 +5,7 @@ A hand with a pipette runs a routine (rack, then work mat, then storage, then ba
 rack) while the lighting flickers and the camera shakes slightly. One anomaly can be
 inserted per video: a dropped tube, a spreading spill, a tube left in the wrong place, a
 bottle left in the restricted zone, erratic fast motion, or a skipped protocol step. Each
-video is written as MP4 (H.264) with a JSON ground-truth file beside it. Everything is drawn
+video is written as MP4 (MPEG-4 Part 2, or H.264 on request) with a JSON ground-truth file beside it. Everything is drawn
 from a seeded NumPy generator, so a seed always gives the same video.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -343,15 +344,24 @@ class LabScene:
         return np.clip(noisy, 0, 255, out=noisy).astype(np.uint8)
 
 
-def write_video(path: Path, frames, fps: float, width: int, height: int, crf: int = 23) -> None:
-    """Encode RGB frames to an H.264 MP4 at a constant ``fps``."""
+def write_video(path: Path, frames, fps: float, width: int, height: int, codec: str = "mpeg4") -> None:
+    """Encode RGB frames to an MP4 at a constant ``fps`` with ``codec`` (``mpeg4`` or ``libx264``).
+
+    With PyAV 18, libx264 gave slightly different files for the same frames from run to run,
+    even with one thread, while mpeg4 gave identical files. So mpeg4 is the default, and a
+    seed always gives the same video.
+    """
     import av
 
+    options = {"crf": "23", "preset": "veryfast"} if codec == "libx264" else {"qscale": "3"}
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=int(round(fps)), options={"crf": str(crf), "preset": "veryfast"})
+        stream = container.add_stream(codec, rate=int(round(fps)), options=options)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for image in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+        for index, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = index
+            frame.time_base = Fraction(1, int(round(fps)))
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -364,17 +374,18 @@ def simulate_video(
     duration_s: float = 14.0,
     fps: float = 10.0,
     size: tuple[int, int] = (160, 120),
+    codec: str = "mpeg4",
 ) -> GroundTruth:
     """Write one synthetic lab video to ``path`` and its ground truth to ``path`` with ``.json``."""
     path = Path(path)
     width, height = size
     if width % 2 or height % 2:
-        raise ValueError(f"The frame size must be even for H.264, got {width}x{height}.")
+        raise ValueError(f"The frame size must be even for 4:2:0 video, got {width}x{height}.")
     scene = LabScene(duration_s, anomaly, seed)
     background = scene.background(width, height)
     count = int(round(duration_s * fps))
     frames = (scene.render(index / fps, background) for index in range(count))
-    write_video(path, frames, fps, width, height)
+    write_video(path, frames, fps, width, height, codec)
     truth = GroundTruth(path.name, count / fps, fps, width, height, seed, scene.truth)
     path.with_suffix(".json").write_text(json.dumps(truth.as_dict(), indent=2))
     return truth

@@ -78,7 +78,8 @@ def test_scene_file_round_trip(tmp_path, lab_set, lab_scene):
     first = analyse(folder / "spill_00.mp4", lab_scene)
     second = analyse(folder / "spill_00.mp4", loaded)
 
-    np.testing.assert_allclose(first.scores, second.scores, atol=1e-6)
+    # The file stores the maps rounded to 5 decimals, so scores may move in the 4th decimal.
+    np.testing.assert_allclose(first.scores, second.scores, atol=1e-3)
     assert loaded.rules == lab_scene.rules
 
 
