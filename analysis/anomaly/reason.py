@@ -97,6 +97,8 @@ def guess_category(segment, tracks: list[TrackSummary], normal_speed: float) -> 
         return "wrong_placement" if "unusual_rest_place" in names else "unattended"
     if "max_speed" in rules:
         return "fast_handling"
+    if "equipment_idle" in rules:
+        return "equipment_idle"
     if "protocol_step" in rules:
         return "protocol_step"
     if names & {"speed", "acceleration", "jump_speed"}:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-ZONE_KINDS = ("restricted", "storage", "work", "other")
+ZONE_KINDS = ("restricted", "storage", "work", "equipment", "other")
 
 
 @dataclass
 class Zone:
     name: str
-    kind: str  # one of ZONE_KINDS; objects may rest in "storage" zones without being unattended
+    # One of ZONE_KINDS. Objects may rest in "storage" zones without being unattended, and
+    # "equipment" zones should show motion while the equipment runs (see Rules.max_idle_s).
+    kind: str
     polygon: list[tuple[float, float]]
 
     def __post_init__(self) -> None:
@@ -55,6 +57,7 @@ class Rules:
     zones: list[Zone] = field(default_factory=list)
     max_speed: float | None = None  # frame widths per second
     max_unattended_s: float | None = None  # max time an object may rest outside storage zones
+    max_idle_s: float | None = None  # max time an equipment zone may show no moving object
     spill_min_area: float | None = None  # min area, as a fraction of the frame, of a new static region
     spill_min_static_s: float = 1.0
     protocol: list[Step] = field(default_factory=list)
@@ -72,6 +75,7 @@ class Rules:
         for label, value in (
             ("max_speed", self.max_speed),
             ("max_unattended_s", self.max_unattended_s),
+            ("max_idle_s", self.max_idle_s),
             ("spill_min_area", self.spill_min_area),
         ):
             if value is not None and not (value > 0 and math.isfinite(value)):
@@ -130,6 +134,7 @@ class RuleMonitor:
         self._last_zone: str | None = None
         self._left_s = 0.0  # last time a moving object was seen in ``_last_zone``
         self._moving_since: float | None = None  # when the object in ``_last_zone`` started to move
+        self._last_motion: dict[str, float] = {}  # equipment zone name -> last time it showed motion
 
     def update(self, time_s: float, tracks: list, jump_speed: float = 0.0) -> list[RuleHit]:
         """Return the rule hits for one frame.
@@ -211,6 +216,26 @@ class RuleMonitor:
                 )
         if rules.protocol:
             hits.extend(self._protocol(time_s, tracks))
+        if rules.max_idle_s is not None:
+            hits.extend(self._idle_equipment(time_s, tracks))
+        return hits
+
+    def _idle_equipment(self, time_s: float, tracks: list) -> list[RuleHit]:
+        """Flag equipment zones where nothing has moved for longer than ``max_idle_s``."""
+        hits = []
+        for zone in self.rules.zones:
+            if zone.kind != "equipment":
+                continue
+            moving = any(
+                zone.name in fact.zones and (fact.class_name == "moving" or fact.speed >= self.moving_speed)
+                for fact in tracks
+            )
+            last = self._last_motion.setdefault(zone.name, time_s)
+            if moving:
+                self._last_motion[zone.name] = time_s
+            elif time_s - last > self.rules.max_idle_s:
+                message = f"equipment zone {zone.name} has shown no motion for {time_s - last:.1f} s, above the limit {self.rules.max_idle_s:.1f} s"
+                hits.append(RuleHit("equipment_idle", "equipment_idle", last, time_s, None, message))
         return hits
 
     def _protocol(self, time_s: float, tracks: list) -> list[RuleHit]:

@@ -98,6 +98,20 @@ def test_resting_object_ignored_by_protocol():
     assert hits == []
 
 
+def test_idle_equipment_flagged():
+    rules = Rules(zones=[square("shaker", "equipment", 0.6, 0.6, 0.9, 0.9)], max_idle_s=2.0)
+    monitor = RuleMonitor(rules)
+    running = fact(1, 0.7, 0.7, ["shaker"], speed=0.3)
+    elsewhere = fact(2, 0.2, 0.2, [], speed=0.3)
+
+    early = [monitor.update(float(t), [running]) for t in range(3)]
+    late = [monitor.update(float(t), [elsewhere]) for t in range(3, 8)]
+
+    assert all(hits == [] for hits in early)
+    assert [len(hits) for hits in late] == [0, 0, 1, 1, 1]
+    assert (late[2][0].rule, late[2][0].start_s, late[2][0].end_s) == ("equipment_idle", 2.0, 5.0)
+
+
 def test_zone_contains_polygon():
     triangle = Zone("t", "restricted", [(0, 0), (1, 0), (0, 1)])
     assert triangle.contains(0.2, 0.2)
