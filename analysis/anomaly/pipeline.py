@@ -97,6 +97,9 @@ class AnalysisResult:
                     "time_s": round(float(t), 3),
                     "score": round(float(s), 4),
                     "tracks": [fact.as_dict() for fact in frame.tracks],
+                    "appeared": frame.appeared,
+                    "disappeared": frame.disappeared,
+                    "jump_speed": round(frame.jump_speed, 4),
                 }
                 for t, s, frame in zip(self.times, self.scores, self.frames, strict=True)
             ]

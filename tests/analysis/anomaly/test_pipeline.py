@@ -123,6 +123,7 @@ def test_command_line_fit_and_run(tmp_path, lab_set, capsys):
     assert data["anomalous"] is True
     assert data["segments"][0]["explanation"]["category"] == "restricted_zone"
     assert len(data["frames"]) == 140
+    assert data["frames"][0]["appeared"] == [data["frames"][0]["tracks"][0]["track_id"]]
 
 
 def test_command_line_reports_broken_video(tmp_path, lab_scene, capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 
 import av
@@ -119,6 +120,14 @@ def test_empty_file_rejected(tmp_path):
 def test_missing_file_rejected(tmp_path):
     with pytest.raises(VideoError, match="does not exist"):
         probe(tmp_path / "absent.mp4")
+
+
+def test_pipe_rejected_without_blocking(tmp_path):
+    pipe = tmp_path / "stream.mp4"
+    os.mkfifo(pipe)  # opening a FIFO for reading would block until a writer appears
+
+    with pytest.raises(VideoError, match=r"stream\.mp4: this is not a regular file"):
+        probe(pipe)
 
 
 def test_garbage_file_rejected(tmp_path):
