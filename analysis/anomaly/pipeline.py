@@ -1,7 +1,7 @@
 """From a video to scored, explained anomalous segments.
 
-``observe`` decodes, detects, tracks and measures one video; ``fit_scene`` fits a
-SceneModel on normal videos; ``analyse`` scores a new video against a scene and returns
+``observe`` decodes, detects, tracks and measures one video. ``fit_scene`` fits a
+SceneModel on normal videos. ``analyse`` scores a new video against a scene and returns
 frame scores and segments, each with the facts and rules that raised it.
 """
 
@@ -307,6 +307,7 @@ def analyse(
     reporter = reporter or NullReporter()
     threshold = scene.threshold if threshold is None else threshold
     started = time.perf_counter()
+
     if detector is None:
         detector = BackgroundDetector(scene.background)
     observation = observe(
@@ -327,6 +328,7 @@ def analyse(
             scene.frame_size,
         )
     observed = time.perf_counter()
+
     times, scores, components = frame_scores(scene, observation)
     frame_s = 1.0 / scene.fps
     segments = [
@@ -334,6 +336,7 @@ def analyse(
         for first, last in find_segments(times, scores, threshold, frame_s, merge_gap_s, min_length_s)
     ]
     reporter.report("score", 1.0, f"{len(segments)} segment(s)")
+
     timings = {"observe_s": observed - started, "score_s": time.perf_counter() - observed}
     return AnalysisResult(
         str(path),
