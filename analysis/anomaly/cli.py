@@ -50,7 +50,13 @@ def add_anomaly_parser(commands) -> None:
     )
     fit.add_argument("--fps", type=float, default=10.0, help="Frames per second analysed (default 10).")
     fit.add_argument(
-        "--detector", help="YOLO model source, such as local:/models/yolo.pt; default: background subtraction."
+        "--detector",
+        help="YOLO detection model source, such as local:/models/yolo.pt; default: BIOVLM_MODEL_DETECTOR, "
+        "else background subtraction.",
+    )
+    fit.add_argument(
+        "--segmenter",
+        help="YOLO segmentation model source, used in place of the detector; default: BIOVLM_MODEL_SEGMENTER.",
     )
     fit.add_argument("--max-side", type=int, default=320, help="Longer frame side analysed, in pixels (default 320).")
 
@@ -64,7 +70,13 @@ def add_anomaly_parser(commands) -> None:
         "--threshold", type=float, help="Frame score from 0 to 1 that flags a frame (default: the scene's, 0.5)."
     )
     run.add_argument(
-        "--detector", help="YOLO model source, such as local:/models/yolo.pt; default: background subtraction."
+        "--detector",
+        help="YOLO detection model source, such as local:/models/yolo.pt; default: BIOVLM_MODEL_DETECTOR, "
+        "else background subtraction.",
+    )
+    run.add_argument(
+        "--segmenter",
+        help="YOLO segmentation model source, used in place of the detector; default: BIOVLM_MODEL_SEGMENTER.",
     )
     run.add_argument(
         "--vlm",
@@ -112,7 +124,7 @@ def _simulate(args) -> int:
 
 
 def _fit(args) -> int:
-    from analysis.anomaly.pipeline import BACKGROUND_DETECTOR, fit_scene
+    from analysis.anomaly.pipeline import fit_scene
     from analysis.anomaly.rules import Rules
     from analysis.anomaly.simulate import lab_rules
 
@@ -126,7 +138,7 @@ def _fit(args) -> int:
             rules = Rules.from_dict(json.loads(args.rules.read_text()))
         except (OSError, json.JSONDecodeError, ValueError, KeyError, TypeError) as error:
             raise SystemExit(f"{args.rules}: invalid rules file: {error}") from error
-    detector, detector_name = _model_detector(args.detector) if args.detector else (None, BACKGROUND_DETECTOR)
+    detector, detector_name = _model_detector(args)
     scene = fit_scene(
         args.videos,
         rules,
@@ -141,13 +153,24 @@ def _fit(args) -> int:
     return 0
 
 
-def _model_detector(source: str):
-    """Load the YOLO detector from ``source``; ModelUnavailable is an error, because the user asked for it."""
-    from analysis.anomaly.detect import ModelDetector
-    from analysis.backends import ModelRegistry
+def _model_detector(args):
+    """Return (detector, name): the YOLO segmenter or detector the options or environment set, else background subtraction.
 
-    backend = ModelRegistry({"detector": source}).get("detector")
-    return ModelDetector(backend), f"YOLO {backend.info.version}"
+    A configured model that fails to load is an error rather than a silent fallback, because
+    the user asked for it.
+    """
+    from analysis.anomaly.detect import ModelDetector
+    from analysis.anomaly.pipeline import BACKGROUND_DETECTOR
+    from analysis.backends import ModelRegistry
+    from analysis.backends.registry import sources_from_environment
+
+    environment = sources_from_environment()
+    for role in ("segmenter", "detector"):
+        source = getattr(args, role) or environment.get(role)
+        if source and source.strip().lower() != "none":
+            backend = ModelRegistry({role: source}).get(role)
+            return ModelDetector(backend), f"YOLO {backend.info.version}"
+    return None, BACKGROUND_DETECTOR
 
 
 def _registry(args):
@@ -161,14 +184,14 @@ def _registry(args):
 
 
 def _run(args) -> int:
-    from analysis.anomaly.pipeline import BACKGROUND_DETECTOR, analyse
+    from analysis.anomaly.pipeline import analyse
     from analysis.anomaly.reason import explain_segments
     from analysis.anomaly.scene import SceneModel
     from analysis.backends import ModelUnavailable
 
     scene = SceneModel.load(args.scene)
     registry = _registry(args)
-    detector, detector_name = _model_detector(args.detector) if args.detector else (None, BACKGROUND_DETECTOR)
+    detector, detector_name = _model_detector(args)
     reporter = ConsoleReporter()
     result = analyse(args.video, scene, detector, detector_name, threshold=args.threshold, reporter=reporter)
     vlm = None

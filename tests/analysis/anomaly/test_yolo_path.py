@@ -123,3 +123,14 @@ def test_segmenter_masks_give_areas(tmp_path, short_clip, lab_scene):
     assert facts
     # Mask areas differ from box areas, which a box-only path would report.
     assert any(abs(fact.area - fact.width * fact.height) > 1e-3 for fact in facts)
+
+
+def test_detector_from_environment(tmp_path, hot_yolo, short_clip, lab_scene, monkeypatch):
+    scene = tmp_path / "scene.json"
+    lab_scene.save(scene)
+    output = tmp_path / "result.json"
+    monkeypatch.setenv("BIOVLM_MODEL_DETECTOR", f"local:{hot_yolo}?imgsz=128")
+
+    main(["anomaly", "run", str(short_clip), "--scene", str(scene), "--json", str(output)])
+
+    assert json.loads(output.read_text())["detector"].startswith("YOLO detect-hot.pt@")
