@@ -277,8 +277,12 @@ def explain_segments(result, scene, vlm=None, path=None, reporter=None) -> None:
             segment.explanation = fallback
         else:
             images = key_frames(path or result.video, result, segment, scene.fps, scene.max_side)
-            segment.explanation = vlm_explanation(
-                vlm, images, segment, fallback["explanation"], fallback, result.duration_s
-            )
+            try:
+                segment.explanation = vlm_explanation(
+                    vlm, images, segment, fallback["explanation"], fallback, result.duration_s
+                )
+            except RuntimeError as error:  # EndpointError and model failures; the facts still explain the segment
+                logger.warning("The VLM failed on segment %d of %s: %s", number + 1, result.video, error)
+                segment.explanation = {**fallback, "vlm": {"model": vlm.info.version, "error": str(error)}}
         if reporter is not None:
             reporter.report("explain", (number + 1) / len(result.segments), f"segment {number + 1}")

@@ -190,3 +190,22 @@ def test_chain_with_tiny_vlm(tmp_path, restricted_result, lab_scene):
     assert explanation["vlm"]["model"] == vlm.info.version
     assert len(explanation["vlm"]["answers"]) == 2
     assert explanation["vlm"]["error"]
+
+
+def test_vlm_failure_falls_back_to_facts(restricted_result, lab_scene):
+    class FailingVlm:
+        """A VLM whose endpoint went away: every call raises, as EndpointError does."""
+
+        info = type("Info", (), {"version": "lab-vlm@0"})()
+
+        def generate(self, images, prompt, max_new_tokens=64, with_logprobs=False):
+            raise RuntimeError("POST /chat/completions failed: connection refused")
+
+    path, result = restricted_result
+
+    explain_segments(result, lab_scene, FailingVlm(), path)
+
+    explanation = result.segments[0].explanation
+    assert explanation["source"] == MEASURED
+    assert explanation["vlm"]["model"] == "lab-vlm@0"
+    assert "connection refused" in explanation["vlm"]["error"]
