@@ -7,6 +7,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
+from analysis.anomaly.cli import add_anomaly_parser, run_anomaly_command
 from analysis.cryoet.cli import add_cryoet_parser, run_command
 from analysis.integrity import FileToVerify, verify_files
 from analysis.progress import ConsoleReporter
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     verify.set_defaults(handler=command_verify)
     add_cryoet_parser(commands)
     add_setdiff_parser(commands)
+    add_anomaly_parser(commands)
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:2] == ["cryoet", "train"]:
@@ -72,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_command(args)
     if args.command == "setdiff":
         return run_setdiff_command(args)
+    if args.command == "anomaly":
+        return run_anomaly_command(args)
     return args.handler(args)
 
 
