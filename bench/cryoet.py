@@ -87,14 +87,14 @@ class PeakRss:
 # ---------------------------------------------------------------- DoG + APT-ViT
 
 
-def tune_dog(volume: np.ndarray, reference: ParticleList, model) -> tuple[float, float, float]:
+def tune_dog(volume: np.ndarray, reference: ParticleList, model, rotation_average: bool) -> tuple[float, float, float]:
     """Return the candidate score threshold and class probability with the best weighted F-beta, and that F-beta.
 
     Greedy non-maximum suppression never lets a lower score remove a higher one, so picking once at
     the lowest threshold and filtering by score gives the same candidates as picking at each threshold.
     """
     candidates = find_candidates(volume, DEFAULT_VOXEL_SIZE, min_score=min(DOG_THRESHOLDS))
-    classification = classify(volume, DEFAULT_VOXEL_SIZE, candidates, model, rotation_average=False)
+    classification = classify(volume, DEFAULT_VOXEL_SIZE, candidates, model, rotation_average=rotation_average)
     best = (DOG_THRESHOLDS[0], PROBABILITY_THRESHOLDS[0], -1.0)
     for threshold in DOG_THRESHOLDS:
         strong = candidates.scores >= threshold
@@ -108,8 +108,8 @@ def tune_dog(volume: np.ndarray, reference: ParticleList, model) -> tuple[float,
             classification.model_source,
         )
         for probability in PROBABILITY_THRESHOLDS:
-            labels, confidences, keep, _ = assign_classes(subset, subset.positions, probability)
-            kept = ParticleList.from_positions(subset.positions[keep], class_name=labels[keep].astype(object))
+            labels, _, keep, positions, _ = assign_classes(subset, subset.positions, probability)
+            kept = ParticleList.from_positions(positions[keep], class_name=labels[keep].astype(object))
             score = evaluate(kept, reference).weighted_fbeta
             if score > best[2]:
                 best = (threshold, probability, score)
@@ -196,6 +196,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="APT-ViT checkpoint")
     parser.add_argument("--ribosome-model", default=None, help='"auto" uses the fetched 6ZU5 atomic model')
     parser.add_argument("--template-bin", type=int, default=2, help="binning of volume and templates for (b)")
+    parser.add_argument(
+        "--rotation-average", action="store_true", help="(a) averages APT-ViT over the 24 cube rotations"
+    )
     parser.add_argument("--skip-template", action="store_true", help="leave out (b) template matching")
     parser.add_argument("--query-runs", type=int, default=50, help="runs of each fast query tool")
     args = parser.parse_args()
@@ -210,7 +213,9 @@ def main() -> None:
     print(f"Particles: evaluation {len(evaluation_reference)}, tuning {len(tuning_reference)}.")
 
     model = load_checkpoint(args.checkpoint)
-    dog_threshold, probability, dog_tuning_score = tune_dog(tuning_volume, tuning_reference, model)
+    dog_threshold, probability, dog_tuning_score = tune_dog(
+        tuning_volume, tuning_reference, model, args.rotation_average
+    )
     with PeakRss() as rss:
         started = time.perf_counter()
         result = run_pipeline(
@@ -219,6 +224,7 @@ def main() -> None:
             score_threshold=dog_threshold,
             min_probability=probability,
             checkpoint=args.checkpoint,
+            rotation_average=args.rotation_average,
         )
         seconds = time.perf_counter() - started
     note = (

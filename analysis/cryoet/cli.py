@@ -342,7 +342,10 @@ def add_cryoet_parser(commands) -> None:
         help="keep a pick when its most probable particle class has at least this probability (0 to 1)",
     )
     run.add_argument(
-        "--rotation-average", action="store_true", help="average over the 24 cube rotations (24 times slower)"
+        "--rotation-average",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="average APT-ViT over the 24 cube rotations (on by default; classification is 24 times slower)",
     )
     run.add_argument("--output", type=_particle_output, required=True, help="kept picks: .json, .star or .csv")
     run.add_argument("--map", type=_map_output, required=True, help="spatial map to write, an .npz file")

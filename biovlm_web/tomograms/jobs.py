@@ -10,7 +10,7 @@ from pathlib import Path
 from django.core.files import File
 
 from analysis.cryoet.classes import CLASS_NAMES
-from analysis.cryoet.pipeline import DEFAULT_CHECKPOINT, PICKERS
+from analysis.cryoet.pipeline import DEFAULT_CHECKPOINT, DEFAULT_SCORE_THRESHOLD, PICKERS
 from biovlm_web.core.jobs import JobError, JobKind, register_job_kind
 
 logger = logging.getLogger(__name__)
@@ -18,9 +18,9 @@ logger = logging.getLogger(__name__)
 RUN_KIND = "tomogram_run"
 CHECKPOINT_DIR = DEFAULT_CHECKPOINT.parent
 MAX_SCORE_THRESHOLD = 1000.0
-# Score thresholds when a run gives none: DoG response over its noise level, and the normalised
-# cross-correlation (-1 to 1) of template matching, the defaults of the pickers themselves.
-DEFAULT_SCORE_THRESHOLDS = {"dog": 5.0, "template": 0.3}
+# Score thresholds when a run gives none: the pipeline's default for the DoG response of the local
+# energy over its noise level, and the normalised cross-correlation (-1 to 1) of template matching.
+DEFAULT_SCORE_THRESHOLDS = {"dog": DEFAULT_SCORE_THRESHOLD, "template": 0.3}
 
 
 def checkpoint_names() -> list[str]:

@@ -2,6 +2,7 @@ from rest_framework import serializers
 
 from analysis.cryoet.classes import CLASS_NAMES
 from analysis.cryoet.pipeline import DEFAULT_CHECKPOINT, PICKERS
+from biovlm_web.tomograms.jobs import DEFAULT_SCORE_THRESHOLDS
 from biovlm_web.tomograms.models import Tomogram, TomogramRun
 
 
@@ -71,8 +72,9 @@ class RunCreateSerializer(serializers.Serializer):
         min_value=0,
         max_value=1000,
         help_text=(
-            "Picker score threshold: DoG response over its noise level (default 5), or the normalised "
-            "cross-correlation of template matching (default 0.3, at most 1)."
+            f"Picker score threshold: DoG response over its noise level (default "
+            f"{DEFAULT_SCORE_THRESHOLDS['dog']:g}), or the normalised cross-correlation of template matching "
+            f"(default {DEFAULT_SCORE_THRESHOLDS['template']:g}, at most 1)."
         ),
     )
     checkpoint = serializers.CharField(default=DEFAULT_CHECKPOINT.name, help_text="APT-ViT checkpoint file name.")

@@ -28,7 +28,7 @@ from biovlm_web.tomograms.ingest import (
     start_run,
     tomogram_dataset,
 )
-from biovlm_web.tomograms.jobs import checkpoint_names
+from biovlm_web.tomograms.jobs import DEFAULT_SCORE_THRESHOLDS, checkpoint_names
 from biovlm_web.tomograms.models import Tomogram, TomogramRun
 from biovlm_web.tomograms.results import EXPORT_FORMATS, class_radius
 from biovlm_web.uploads.handlers import disk_upload_handlers
@@ -64,7 +64,10 @@ class RunForm(forms.Form):
         max_value=1000,
         required=False,
         label="Score threshold",
-        help_text="Empty for the picker's default: 5 (DoG response over noise) or 0.3 (template correlation).",
+        help_text=(
+            f"Empty for the picker's default: {DEFAULT_SCORE_THRESHOLDS['dog']:g} (DoG response over noise) "
+            f"or {DEFAULT_SCORE_THRESHOLDS['template']:g} (template correlation)."
+        ),
     )
     checkpoint = forms.ChoiceField(label="APT-ViT checkpoint")
 

@@ -10,6 +10,7 @@ from PIL import Image
 
 from analysis.cryoet.classes import CLASS_NAMES
 from analysis.cryoet.io import read_copick, read_csv, read_relion_star
+from analysis.cryoet.pipeline import DEFAULT_SCORE_THRESHOLD
 from biovlm_web.core.models import Job, ShareLink
 from biovlm_web.tomograms.models import Tomogram, TomogramRun
 from tests.conftest import start_worker
@@ -201,7 +202,7 @@ def test_run_threshold_default_by_picker(api_client, personas, tomogram):
     url = f"/api/tomograms/{tomogram.uuid}/runs/"
     dog = client.post(url, {}, format="json").json()
     template = client.post(url, {"picker": "template", "classes": ["ribosome"]}, format="json").json()
-    assert dog["params"]["score_threshold"] == 5.0
+    assert dog["params"]["score_threshold"] == DEFAULT_SCORE_THRESHOLD
     assert dog["params"]["classes"] == list(CLASS_NAMES)
     assert template["params"]["score_threshold"] == 0.3
     assert template["params"]["checkpoint"] == "aptvit-small.pt"

@@ -166,11 +166,15 @@ def test_assign_classes_thresholds_and_merges():
         positions, class_names, probabilities.argmax(axis=1), probabilities, np.zeros((4, 2)), False, "test"
     )
 
-    labels, confidences, keep, merged = assign_classes(classification, positions, min_probability=0.3)
+    labels, confidences, keep, refined, merged = assign_classes(classification, positions, min_probability=0.3)
     assert list(labels) == ["ribosome"] * 4
     np.testing.assert_allclose(confidences, [0.9, 0.6, 0.35, 0.2], rtol=1e-6)
     assert list(keep) == [True, False, True, False]
     assert merged == 1
+    # The kept pick moves to the probability-weighted mean of the two within 0.75 of 150 Å.
+    np.testing.assert_allclose(refined[0], [100.0 * 0.6 / 1.5, 0.0, 0.0])
+    np.testing.assert_allclose(refined[2], positions[2])
+    np.testing.assert_allclose(refined[3], positions[3])
 
 
 def test_pipeline_rejects_bad_min_probability(simulation):
