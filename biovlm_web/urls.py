@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
+from biovlm_web.comparisons.api import ComparisonViewSet, HypothesisViewSet
 from biovlm_web.core.api.models_views import ModelsCheckView, ModelsView
 from biovlm_web.core.api.views import JobViewSet, ProjectViewSet, ShareLinkViewSet
 from biovlm_web.uploads.api import DataFileViewSet, DatasetViewSet, UploadSessionViewSet
@@ -17,10 +18,13 @@ router.register("share-links", ShareLinkViewSet, basename="api-share-link")
 router.register("datasets", DatasetViewSet, basename="api-dataset")
 router.register("files", DataFileViewSet, basename="api-file")
 router.register("uploads", UploadSessionViewSet, basename="api-upload")
+router.register("comparisons", ComparisonViewSet, basename="api-comparison")
+router.register("hypotheses", HypothesisViewSet, basename="api-hypothesis")
 
 urlpatterns = [
     path("", include("biovlm_web.core.urls")),
     path("", include("biovlm_web.uploads.urls")),
+    path("", include("biovlm_web.comparisons.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/models/", ModelsView.as_view(), name="api-models"),
