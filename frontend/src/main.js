@@ -6,10 +6,14 @@
 import { mountComponents } from './mount.js'
 import JobProgress from './components/JobProgress.vue'
 import Uploader from './components/Uploader.vue'
+import ComparisonGroups from './components/ComparisonGroups.vue'
+import ComparisonResult from './components/ComparisonResult.vue'
 
 const components = {
   'job-progress': JobProgress,
   uploader: Uploader,
+  'comparison-groups': ComparisonGroups,
+  'comparison-result': ComparisonResult,
 }
 
 function mountPage() {
