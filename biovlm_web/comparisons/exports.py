@@ -98,7 +98,7 @@ def export_json(comparison):
     for image in payload["images"]:
         del image["thumbnail_url"]
     for row in payload["hypotheses"]:
-        # Image UUIDs key the scores; the names make the file readable on its own.
+        # Evidence entries name images by UUID, so each also gets the image name for readers of the file.
         for entries in row["evidence"].values():
             for entry in entries:
                 entry["name"] = names.get(entry["image"], entry["image"])

@@ -33,7 +33,7 @@ from biovlm_web.comparisons.models import Comparison, ComparisonImage
 logger = logging.getLogger(__name__)
 
 THUMBNAIL_SIZE = 160  # pixels on the longer side
-# A guard against runaway uploads; the statistics need no more than a few hundred per group.
+# A limit against runaway uploads.
 MAX_IMAGES_PER_GROUP = 2000
 DECODE_ERRORS = (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError, SyntaxError)
 
@@ -146,6 +146,10 @@ def add_images(
             added.append(item)
             count += 1
     if skipped:
+        logger.warning(
+            "Comparison %s group %s: left out %d file(s), first %s: %s",
+            comparison.uuid, group, len(skipped), skipped[0]["image"], skipped[0]["reason"],
+        )  # fmt: skip
         with transaction.atomic():
             locked = Comparison.objects.select_for_update().get(pk=comparison.pk)
             locked.skipped = [*locked.skipped, *skipped]

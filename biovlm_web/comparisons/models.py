@@ -4,6 +4,8 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 
 from biovlm_web.core.models import Job, Project
 
@@ -23,8 +25,9 @@ class Comparison(models.Model):
     skipped = models.JSONField(default=list, blank=True)
     # The run's summary: models used, roles unavailable with their reasons, seconds per stage.
     summary = models.JSONField(default=dict, blank=True)
-    # Measured features of every image (rows follow ``feature_images``), kept so that a typed
-    # hypothesis is ranked without measuring the images again.
+    # Measured features of every image: ``names`` of the features, ``rows`` in the order of
+    # ``images_a`` then ``images_b`` (image UUIDs), kept so that a typed hypothesis is ranked
+    # without measuring the images again.
     features = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -56,7 +59,7 @@ class ComparisonImage(models.Model):
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="images")
     group = models.CharField(max_length=1, choices=Group.choices)
     name = models.CharField(max_length=500)
-    # The normalised pixels the pipeline reads, so every run sees the same values.
+    # The normalised pixels the pipeline reads, so every run reads the same values.
     image = models.FileField(upload_to=image_storage_name, max_length=500)
     thumbnail = models.FileField(upload_to=image_storage_name, max_length=500)
     width = models.PositiveIntegerField()
@@ -78,6 +81,14 @@ class ComparisonImage(models.Model):
     @property
     def project(self):
         return self.comparison.project
+
+
+@receiver(post_delete, sender=ComparisonImage)
+def _delete_stored_files(sender, instance, **kwargs):
+    """Remove an image's stored files with its row, also when its comparison is deleted."""
+    for field in (instance.image, instance.thumbnail):
+        if field.name:
+            field.storage.delete(field.name)
 
 
 class Hypothesis(models.Model):

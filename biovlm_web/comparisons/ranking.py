@@ -35,7 +35,7 @@ WORD_FORMS = {
     "texture": "texture", "spread": "spread", "spaced": "spaced", "images": "image", "outline": "outlines",
     "colour": "colour", "color": "colour", "smooth": "smoother",
 }  # fmt: skip
-# Words that say which way or where, but not which property; a match needs a property word,
+# Words that give a direction or the objects but no property. A match needs a property word,
 # except for counts, whose description has none.
 GENERIC_WORDS = {"more", "fewer", "object", "per", "image", "of", "the", "a", "an", "in", "with", "than", "by"}
 
@@ -141,6 +141,8 @@ def rank_typed(comparison: Comparison, text: str, user=None) -> Hypothesis:
         raise TypedHypothesisError("Type a description, such as 'more cells per image'.")
     if len(text) > 500:
         raise TypedHypothesisError(f"The description has {len(text)} characters; the maximum is 500.")
+    # NOTE: typed text is always ranked on a measured feature, even when CLIP or a sentence
+    # embedder ranked the run's text hypotheses, because the web process loads no models.
     feature, sign, phrase = match_feature(text)
     values, names_a, names_b = feature_column(comparison, feature)
     spec = FEATURE_SPECS[feature]

@@ -181,6 +181,8 @@ def comparison_run(request, uuid):
 
 def comparison_image(request, uuid, image_uuid, variant):
     comparison = _viewable_or_404(request, uuid)
+    if variant not in ("thumbnail", "image"):
+        raise Http404(f"Unknown image variant {variant!r}; use thumbnail or image.")
     image = get_object_or_404(ComparisonImage, comparison=comparison, uuid=image_uuid)
     field = image.thumbnail if variant == "thumbnail" else image.image
     response = FileResponse(field.open("rb"), content_type="image/jpeg" if variant == "thumbnail" else "image/png")

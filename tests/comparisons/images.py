@@ -1,4 +1,4 @@
-"""Generated image groups for comparison tests: group A has about twice as many nuclei as B."""
+"""Generated image groups for comparison tests: A is rendered with 22 nuclei per image, B with 12."""
 
 import io
 import zipfile

@@ -232,7 +232,8 @@ def test_exports(client, api_client, personas, comparison):
     assert response["Content-Disposition"].startswith("attachment;")
     assert "data:image/jpeg;base64," in html
     assert "<script" not in html
-    assert "http://" not in html and "https://" not in html
+    assert "http://" not in html
+    assert "https://" not in html
 
 
 def test_schema_lists_comparison_paths(api_client, personas):
@@ -310,3 +311,14 @@ def test_plotly_is_served_locally(client):
     assert response.status_code == 200
     content = b"".join(response.streaming_content) if response.streaming else response.content
     assert b"plotly" in content[:2000].lower()
+
+
+def test_delete_removes_stored_images(api_client, personas, comparison):
+    filled(api_client, personas, comparison, count=2)
+    image = comparison.images.first()
+    storage, name = image.image.storage, image.image.name
+    assert storage.exists(name)
+    response = api_client.delete(reverse("api-comparison-detail", args=[comparison.uuid]))
+    assert response.status_code == 204
+    assert not storage.exists(name)
+    assert not Comparison.objects.filter(pk=comparison.pk).exists()

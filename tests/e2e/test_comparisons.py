@@ -1,7 +1,5 @@
 """A comparison in a real Chromium: build two groups, run, read evidence, type, export, share."""
 
-import re
-
 import pytest
 from playwright.sync_api import expect
 
@@ -89,7 +87,7 @@ def test_comparison_end_to_end(live_asgi, personas, new_context, screenshot, tmp
 
     with page.expect_download() as download_info:
         page.get_by_role("link", name="HTML report").click()
-    report = (tmp_path / "report.html")
+    report = tmp_path / "report.html"
     download_info.value.save_as(report)
     html = report.read_text()
     assert "Drug &lt;b&gt;screen&lt;/b&gt;" in html

@@ -4,7 +4,7 @@
  */
 
 function readAllEntries(reader) {
-  // readEntries returns at most about 100 entries per call; call it until it returns none.
+  // readEntries may return a folder's entries over several calls; call it until it returns none.
   return new Promise((resolve, reject) => {
     const all = []
     const next = () =>
