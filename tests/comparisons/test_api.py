@@ -295,6 +295,7 @@ def test_share_link_opens_read_only(client, api_client, personas, comparison):
     html = response.content.decode()
     assert "You are viewing a shared, read-only result." in html
     assert "Run comparison" not in html
+    assert "data-component=\"job-progress\"" not in html
     assert len(response.context["payload"]["hypotheses"]) == 1
     image = comparison.images.first()
     assert client.get(reverse("comparison-image", args=[comparison.uuid, image.uuid, "thumbnail"])).status_code == 200
