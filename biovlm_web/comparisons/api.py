@@ -163,7 +163,10 @@ class ComparisonViewSet(
     @extend_schema(request=RunSerializer, responses={202: RunStartedSerializer, **ERRORS})
     @action(detail=True, methods=["post"])
     def run(self, request, uuid=None):
-        """Start the comparison job with these options; it replaces the previous run's hypotheses."""
+        """Start the comparison job with these options.
+
+        The new run replaces the table, keeping renames, dismissals and typed hypotheses.
+        """
         comparison = self.get_object()
         serializer = RunSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

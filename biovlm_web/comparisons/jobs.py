@@ -76,10 +76,13 @@ def _validate(project, params: dict) -> dict:
 
 
 def run_comparison(job, reporter) -> dict:
-    """Run the set-difference pipeline on the comparison's stored images and replace its hypotheses."""
+    """Run the set-difference pipeline on the comparison's stored images and replace its hypotheses.
+
+    Renames, dismissals and typed hypotheses of the previous run are kept (see ``carry_over``).
+    """
     from biovlm_web.comparisons.images import load_record
     from biovlm_web.comparisons.models import Comparison, Hypothesis
-    from biovlm_web.comparisons.ranking import _finite, rerank, row_values
+    from biovlm_web.comparisons.ranking import _finite, carry_over, rerank, row_values
 
     comparison = Comparison.objects.filter(uuid=job.params["comparison"], project=job.project).first()
     if comparison is None:
@@ -132,6 +135,7 @@ def run_comparison(job, reporter) -> dict:
     names = [record.name for record in groups.images]
     rows = table.table(groups.images)
     with transaction.atomic():
+        previous = list(comparison.hypotheses.select_related("typed_by"))
         comparison.hypotheses.all().delete()
         Hypothesis.objects.bulk_create([Hypothesis(comparison=comparison, **row_values(item, names)) for item in kept])
         comparison.features = {
@@ -151,6 +155,7 @@ def run_comparison(job, reporter) -> dict:
             }
         )
         comparison.save(update_fields=["features", "summary"])
+        carry_over(comparison, previous)
         rerank(comparison)
     return {
         "comparison": str(comparison.uuid),

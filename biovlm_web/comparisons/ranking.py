@@ -108,6 +108,41 @@ def _analysis_hypothesis(row: Hypothesis) -> AnalysisHypothesis:
     return item
 
 
+def edit_key(proposer: str, source: dict, original_description: str) -> tuple:
+    """Identify a hypothesis across runs: measured ones by feature and direction, since their
+    text includes the medians, and the others by their original text."""
+    if proposer == "measured":
+        return (proposer, source.get("feature"), source.get("sign"))
+    return (proposer, original_description.lower())
+
+
+def carry_over(comparison: Comparison, previous: list[Hypothesis]) -> None:
+    """Keep a re-run's renames and dismissals, and rank the typed hypotheses again on the new measurements.
+
+    A typed hypothesis whose text no longer matches a measured property is dropped.
+    """
+    edits = {edit_key(row.proposer, row.source, row.original_description): row for row in previous}
+    changed = []
+    for row in comparison.hypotheses.all():
+        old = edits.get(edit_key(row.proposer, row.source, row.original_description))
+        if old is None:
+            continue
+        row.dismissed = old.dismissed
+        if old.description != old.original_description:
+            row.description = old.description
+        changed.append(row)
+    Hypothesis.objects.bulk_update(changed, ["dismissed", "description"])
+    for old in previous:
+        if old.proposer != "user":
+            continue
+        try:
+            values = score_typed(comparison, old.original_description)
+        except TypedHypothesisError:
+            continue
+        values.update(description=old.description, dismissed=old.dismissed)
+        Hypothesis.objects.create(comparison=comparison, typed_by=old.typed_by, **values)
+
+
 def rerank(comparison: Comparison) -> None:
     """Recompute q-values across the comparison's table and store the rank of every row."""
     rows = list(comparison.hypotheses.all())
@@ -134,8 +169,8 @@ def row_values(item: AnalysisHypothesis, names: list[str]) -> dict:
     }
 
 
-def rank_typed(comparison: Comparison, text: str, user=None) -> Hypothesis:
-    """Rank a typed description on the stored measurements and add it to the comparison's table."""
+def score_typed(comparison: Comparison, text: str) -> dict:
+    """Score a typed description on the stored measurements; return the new row's model fields."""
     text = " ".join(text.split())
     if not text:
         raise TypedHypothesisError("Type a description, such as 'more cells per image'.")
@@ -156,8 +191,14 @@ def rank_typed(comparison: Comparison, text: str, user=None) -> Hypothesis:
     for entries in item.evidence.values():
         for entry in entries:
             entry["value"] = entry["score"] * sign
+    return row_values(item, names_a + names_b)
+
+
+def rank_typed(comparison: Comparison, text: str, user=None) -> Hypothesis:
+    """Rank a typed description on the stored measurements and add it to the comparison's table."""
+    values = score_typed(comparison, text)
     with transaction.atomic():
-        row = Hypothesis.objects.create(comparison=comparison, typed_by=user, **row_values(item, names_a + names_b))
+        row = Hypothesis.objects.create(comparison=comparison, typed_by=user, **values)
         rerank(comparison)
     row.refresh_from_db()
     return row

@@ -295,7 +295,7 @@ def test_share_link_opens_read_only(client, api_client, personas, comparison):
     html = response.content.decode()
     assert "You are viewing a shared, read-only result." in html
     assert "Run comparison" not in html
-    assert "data-component=\"job-progress\"" not in html
+    assert 'data-component="job-progress"' not in html
     assert len(response.context["payload"]["hypotheses"]) == 1
     image = comparison.images.first()
     assert client.get(reverse("comparison-image", args=[comparison.uuid, image.uuid, "thumbnail"])).status_code == 200
@@ -323,3 +323,29 @@ def test_delete_removes_stored_images(api_client, personas, comparison):
     assert response.status_code == 204
     assert not storage.exists(name)
     assert not Comparison.objects.filter(pk=comparison.pk).exists()
+
+
+def test_rerun_keeps_edits_and_typed(api_client, personas, comparison):
+    filled(api_client, personas, comparison, count=3)
+    run_now(api_client, comparison, hypotheses=4)
+    first, second = comparison.hypotheses.all()[:2]
+    api_client.patch(reverse("api-hypothesis-detail", args=[first.uuid]), {"description": "crowded"}, format="json")
+    api_client.patch(reverse("api-hypothesis-detail", args=[second.uuid]), {"dismissed": True}, format="json")
+    rank_url = reverse("api-comparison-rank", args=[comparison.uuid])
+    typed = api_client.post(rank_url, {"description": "larger nuclei"}, format="json").json()
+
+    images_a, _ = synthetic_groups(4)
+    upload(api_client, comparison, "a", [SimpleUploadedFile("extra.png", png_bytes(images_a[3]))])
+    run_now(api_client, comparison, hypotheses=4)
+
+    rows = {row.original_description: row for row in comparison.hypotheses.all()}
+    assert len(rows) == 5
+    kept_first = [row for row in rows.values() if row.source.get("feature") == first.source["feature"]]
+    assert kept_first[0].description == "crowded"
+    kept_second = [row for row in rows.values() if row.source.get("feature") == second.source["feature"]]
+    assert kept_second[0].dismissed is True
+    retyped = rows["larger nuclei"]
+    assert retyped.typed_by == personas["member"]
+    assert len(retyped.scores) == 7
+    assert retyped.uuid != typed["uuid"]
+    assert sorted(row.rank for row in rows.values()) == [1, 2, 3, 4, 5]
