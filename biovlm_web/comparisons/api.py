@@ -160,6 +160,35 @@ class ComparisonViewSet(
         }
         return Response(body, status=status.HTTP_201_CREATED)
 
+    @extend_schema(
+        parameters=[OpenApiParameter("group", str, enum=["a", "b"], required=True, description="The group to empty.")],
+        responses={204: None, **ERRORS},
+    )
+    @images.mapping.delete
+    def clear_group(self, request, uuid=None):
+        """Remove every image of a group, and forget the files that group left out."""
+        comparison = self.get_object()
+        group = request.query_params.get("group")
+        if group not in ("a", "b"):
+            raise ValidationError({"group": [f"Use a or b; got {group!r}."]})
+        with transaction.atomic():
+            for image in comparison.images.filter(group=group):
+                image.delete()
+            comparison.skipped = [item for item in comparison.skipped if item.get("group") != group]
+            comparison.save(update_fields=["skipped"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(responses={204: None, **ERRORS})
+    @action(detail=True, methods=["delete"], url_path=r"images/(?P<image_uuid>[0-9a-f-]{36})")
+    def remove_image(self, request, uuid=None, image_uuid=None):
+        """Remove one image from its group."""
+        comparison = self.get_object()
+        image = comparison.images.filter(uuid=image_uuid).first()
+        if image is None:
+            raise NotFound("No image with this UUID is in this comparison.")
+        image.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
     @extend_schema(request=RunSerializer, responses={202: RunStartedSerializer, **ERRORS})
     @action(detail=True, methods=["post"])
     def run(self, request, uuid=None):

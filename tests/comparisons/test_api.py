@@ -349,3 +349,25 @@ def test_rerun_keeps_edits_and_typed(api_client, personas, comparison):
     assert len(retyped.scores) == 7
     assert retyped.uuid != typed["uuid"]
     assert sorted(row.rank for row in rows.values()) == [1, 2, 3, 4, 5]
+
+
+def test_remove_image_and_clear_group(api_client, personas, comparison):
+    filled(api_client, personas, comparison, count=3)
+    upload(api_client, comparison, "b", [SimpleUploadedFile("broken.png", b"not an image")])
+    image = comparison.images.filter(group="a").first()
+    url = reverse("api-comparison-remove-image", args=[comparison.uuid, image.uuid])
+    assert api_client.delete(url).status_code == 204
+    assert comparison.images.filter(group="a").count() == 2
+    assert api_client.delete(url).status_code == 404
+
+    images_url = reverse("api-comparison-images", args=[comparison.uuid])
+    assert api_client.delete(images_url).status_code == 400
+    assert api_client.delete(f"{images_url}?group=b").status_code == 204
+    comparison.refresh_from_db()
+    assert comparison.images.filter(group="b").count() == 0
+    assert comparison.images.filter(group="a").count() == 2
+    assert comparison.skipped == []
+
+    api_client.force_authenticate(personas["stranger"])
+    assert api_client.delete(f"{images_url}?group=a").status_code == 404
+    assert comparison.images.filter(group="a").count() == 2

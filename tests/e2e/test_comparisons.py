@@ -53,6 +53,9 @@ def test_comparison_end_to_end(live_asgi, personas, new_context, screenshot, tmp
     expect(group_b).to_have_attribute("data-count", "6", timeout=30_000)
     expect(group_a.locator(".thumbnails img")).to_have_count(6)
     expect(group_a.locator(".skipped")).to_contain_text("broken.png")
+    group_a.locator(".thumbnail").first.hover()
+    group_a.get_by_role("button", name="Remove crowded-0.png").click()
+    expect(group_a).to_have_attribute("data-count", "5")
     screenshot(page, "comparison-groups")
 
     page.fill("input[name=resamples]", "200")
