@@ -109,4 +109,5 @@ def test_comparison_end_to_end(live_asgi, personas, new_context, screenshot, tmp
     expect(visitor.get_by_role("button", name="Run comparison")).to_have_count(0)
     visitor.locator("table.hypotheses tbody tr").first.click()
     expect(visitor.locator("section.evidence .evidence-group[data-group=a_best] img")).to_have_count(3)
+    expect(visitor.locator("section.evidence .score-plot")).to_have_attribute("data-drawn", "true", timeout=20_000)
     screenshot(visitor, "comparison-shared")
