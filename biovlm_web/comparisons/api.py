@@ -161,6 +161,7 @@ class ComparisonViewSet(
         return Response(body, status=status.HTTP_201_CREATED)
 
     @extend_schema(
+        operation_id="comparisons_images_clear",
         parameters=[OpenApiParameter("group", str, enum=["a", "b"], required=True, description="The group to empty.")],
         responses={204: None, **ERRORS},
     )
@@ -178,7 +179,7 @@ class ComparisonViewSet(
             comparison.save(update_fields=["skipped"])
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(responses={204: None, **ERRORS})
+    @extend_schema(operation_id="comparisons_image_remove", responses={204: None, **ERRORS})
     @action(detail=True, methods=["delete"], url_path=r"images/(?P<image_uuid>[0-9a-f-]{36})")
     def remove_image(self, request, uuid=None, image_uuid=None):
         """Remove one image from its group."""
