@@ -5,6 +5,7 @@ anonymous client 401. Share-link visitors read a comparison on its page, not thr
 """
 
 import uuid
+from pathlib import Path
 
 from django.db import transaction
 from django.urls import reverse
@@ -33,7 +34,9 @@ from biovlm_web.comparisons.serializers import (
 )
 from biovlm_web.core.access import projects_for
 from biovlm_web.core.jobs import JobError, submit_job
+from biovlm_web.uploads.api import UploadErrorMixin
 from biovlm_web.uploads.handlers import disk_upload_handlers
+from biovlm_web.uploads.ingest import too_large
 from biovlm_web.uploads.models import DataFile
 from biovlm_web.uploads.serializers import ErrorSerializer
 
@@ -63,8 +66,8 @@ def group_counts(comparison) -> dict[str, int]:
     ),
 )
 class ComparisonViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin,
-    viewsets.GenericViewSet,
+    UploadErrorMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin, viewsets.GenericViewSet,
 ):  # fmt: skip
     """Set-difference comparisons of the projects the requesting user belongs to."""
 
@@ -86,6 +89,7 @@ class ComparisonViewSet(
         if self.action == "add_images" and request.content_type.startswith("multipart/"):
             # Set before authentication, because the CSRF check of session auth parses the body.
             request.upload_handlers = disk_upload_handlers(request)
+            self.size_limit_handler = request.upload_handlers[0]
         return drf_request
 
     @extend_schema(request=ComparisonCreateSerializer, responses={201: ComparisonSerializer, **ERRORS})
@@ -131,10 +135,13 @@ class ComparisonViewSet(
     @images.mapping.post
     def add_images(self, request, uuid=None):
         comparison = self.get_object()
+        uploaded = request.FILES.getlist("file")
+        size_limit = getattr(self, "size_limit_handler", None)
+        if size_limit is not None and size_limit.rejected_name is not None:
+            raise too_large(Path(size_limit.rejected_name).name)
         serializer = AddImagesSerializer(data={"group": request.data.get("group"), **_data_files_field(request)})
         serializer.is_valid(raise_exception=True)
         group = serializer.validated_data["group"]
-        uploaded = request.FILES.getlist("file")
         wanted = serializer.validated_data.get("data_files") or []
         if not uploaded and not wanted:
             raise ValidationError({"file": ["Send image files or archives in the field 'file', or data_files UUIDs."]})

@@ -371,3 +371,12 @@ def test_remove_image_and_clear_group(api_client, personas, comparison):
     api_client.force_authenticate(personas["stranger"])
     assert api_client.delete(f"{images_url}?group=a").status_code == 404
     assert comparison.images.filter(group="a").count() == 2
+
+
+def test_upload_over_limit_is_413(api_client, personas, comparison, settings):
+    settings.UPLOAD_MAX_FILE_SIZE = 1000
+    api_client.force_authenticate(personas["member"])
+    response = upload(api_client, comparison, "a", [SimpleUploadedFile("huge.png", b"x" * 5000)])
+    assert response.status_code == 413
+    assert "huge.png is larger than the upload limit" in response.json()["detail"]
+    assert comparison.images.count() == 0
