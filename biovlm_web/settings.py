@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "biovlm_web.core",
     "biovlm_web.uploads",
     "biovlm_web.tomograms",
+    "biovlm_web.comparisons",
 ]
 
 MIDDLEWARE = [
@@ -224,6 +225,12 @@ STORAGES = {
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    # plotly/plotly.min.js, from the pinned plotly package, for the comparison plots.
+    "biovlm_web.comparisons.staticfiles.PlotlyFinder",
+]
 # Serve straight from STATICFILES_DIRS in development and tests, without collectstatic.
 WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", True)
 if WHITENOISE_USE_FINDERS:

@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
+from biovlm_web.comparisons.api import ComparisonViewSet, HypothesisViewSet
 from biovlm_web.core.api.models_views import ModelsCheckView, ModelsView
 from biovlm_web.core.api.views import JobViewSet, ProjectViewSet, ShareLinkViewSet
 from biovlm_web.tomograms.api import TomogramRunViewSet, TomogramViewSet
@@ -20,11 +21,14 @@ router.register("files", DataFileViewSet, basename="api-file")
 router.register("uploads", UploadSessionViewSet, basename="api-upload")
 router.register("tomograms", TomogramViewSet, basename="api-tomogram")
 router.register("tomogram-runs", TomogramRunViewSet, basename="api-tomogram-run")
+router.register("comparisons", ComparisonViewSet, basename="api-comparison")
+router.register("hypotheses", HypothesisViewSet, basename="api-hypothesis")
 
 urlpatterns = [
     path("", include("biovlm_web.core.urls")),
     path("", include("biovlm_web.uploads.urls")),
     path("", include("biovlm_web.tomograms.urls")),
+    path("", include("biovlm_web.comparisons.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/models/", ModelsView.as_view(), name="api-models"),

@@ -8,12 +8,16 @@ import JobProgress from './components/JobProgress.vue'
 import Uploader from './components/Uploader.vue'
 import MrcHeaderPreview from './components/MrcHeaderPreview.vue'
 import TomogramRun from './components/TomogramRun.vue'
+import ComparisonGroups from './components/ComparisonGroups.vue'
+import ComparisonResult from './components/ComparisonResult.vue'
 
 const components = {
   'job-progress': JobProgress,
   uploader: Uploader,
   'mrc-header-preview': MrcHeaderPreview,
   'tomogram-run': TomogramRun,
+  'comparison-groups': ComparisonGroups,
+  'comparison-result': ComparisonResult,
 }
 
 function mountPage() {
