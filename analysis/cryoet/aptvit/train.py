@@ -6,8 +6,10 @@ its own random cube rotation, and a queue of earlier keys supplies the negatives
 Fine-tuning trains the pretrained encoder with a new linear head under cross-entropy over the six
 particle classes plus "background".
 
-``python -m analysis.cryoet.aptvit.train --output model.pt`` trains the small model with the
-defaults of ``TrainConfig``, which produced ``checkpoints/aptvit-small.pt`` in 222 s on 2 CPU threads.
+``python -m analysis cryoet train --output model.pt --threads 1`` trains the small model with the
+defaults of ``TrainConfig`` (crops from 8 simulated tomograms, with 2 more for validation), which
+produced ``checkpoints/aptvit-small.pt`` in 659 s on a shared 2-core machine, with validation
+accuracy 0.892.
 """
 
 from __future__ import annotations
