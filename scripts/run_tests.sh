@@ -21,7 +21,7 @@ run .venv/bin/pytest "$@"
 if [ -n "${DATABASE_URL:-}" ] || [ -n "${REDIS_URL:-}" ]; then
   echo "==> default path: SQLite and the embedded Redis"
   # The analysis tests use neither service, so the second run leaves them out.
-  if [ $# -eq 0 ]; then set -- tests/web tests/e2e; fi
+  if [ $# -eq 0 ]; then set -- tests/web tests/comparisons tests/e2e; fi
   run env -u DATABASE_URL -u REDIS_URL .venv/bin/pytest "$@"
 fi
 exit $status
