@@ -24,6 +24,9 @@ import starfile
 from analysis.cryoet.classes import CLASS_NAMES
 
 CSV_UNITS = ("angstrom", "nm", "pixel")
+# rlnClassNumber n is STAR_CLASS_NAMES[n - 1]: the six benchmark classes, then "background"
+# (the classifier's label for a false pick), so labelled picks keep every label on a round trip.
+STAR_CLASS_NAMES = (*CLASS_NAMES, "background")
 RELION_OPTICS_PIXEL_COLUMNS = ("rlnImagePixelSize", "rlnTomoTiltSeriesPixelSize")
 
 
@@ -153,7 +156,7 @@ def read_relion_star(
     path: str | os.PathLike,
     pixel_size: float | None = None,
     tomogram_shape: tuple[int, int, int] | None = None,
-    class_names: tuple[str, ...] = CLASS_NAMES,
+    class_names: tuple[str, ...] = STAR_CLASS_NAMES,
     voxel_size: float | None = None,
 ) -> ParticleList:
     """Read a RELION particle STAR file, version 3.1 to 5.
@@ -218,7 +221,7 @@ def write_relion_star(
     pixel_size: float,
     version: int = 4,
     tomogram_shape: tuple[int, int, int] | None = None,
-    class_names: tuple[str, ...] = CLASS_NAMES,
+    class_names: tuple[str, ...] = STAR_CLASS_NAMES,
     optics: bool = True,
 ) -> Path:
     """Write a RELION particle STAR file: version 4 in pixels, version 5 centred in angstroms."""
@@ -240,7 +243,10 @@ def write_relion_star(
         raise ValueError(f"RELION version {version} is not supported; use 4 or 5")
 
     name_to_number = {name: number for number, name in enumerate(class_names, start=1)}
-    frame["rlnClassNumber"] = [name_to_number.get(name, 0) for name in particles.class_names]
+    # Other names take the numbers after class_names, in sorted order, and read back as "class N".
+    extra = sorted(set(map(str, particles.class_names)) - set(name_to_number) - {""})
+    name_to_number.update({name: len(class_names) + offset for offset, name in enumerate(extra, start=1)})
+    frame["rlnClassNumber"] = [name_to_number.get(str(name), 0) for name in particles.class_names]
     frame["rlnAutopickFigureOfMerit"] = particles.scores
 
     blocks = {"particles": frame}

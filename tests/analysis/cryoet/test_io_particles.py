@@ -388,3 +388,17 @@ def test_rotations_follow_select_and_concatenate(picks):
 def test_rotations_shape_checked():
     with pytest.raises(ValueError, match="rotations of shape"):
         ParticleList(np.zeros((2, 3)), ["a", "b"], [0.0, 0.0], [0, 1], rotations=np.zeros((3, 3, 3)))
+
+
+def test_relion_keeps_background_and_other_labels(tmp_path):
+    particles = ParticleList(
+        np.array([[10.0, 20.0, 30.0], [40.0, 50.0, 60.0], [70.0, 80.0, 90.0]]),
+        ["ribosome", "background", "membrane"],
+        [0.9, 0.8, 0.7],
+        [0, 1, 2],
+    )
+    path = write_relion_star(tmp_path / "labels.star", particles, pixel_size=VOXEL)
+    frame = starfile.read(path)["particles"]
+    assert list(frame["rlnClassNumber"]) == [4, 7, 8]
+    read = read_relion_star(path)
+    assert list(read.class_names) == ["ribosome", "background", "class 8"]
