@@ -23,13 +23,15 @@ import argparse
 import json
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peak_rss import PeakRss  # noqa: E402
 
 from analysis.anomaly.metrics import (  # noqa: E402
     VideoAnnotation,
@@ -41,40 +43,6 @@ from analysis.anomaly.metrics import (  # noqa: E402
 from analysis.anomaly.pipeline import analyse, find_segments, fit_scene  # noqa: E402
 from analysis.anomaly.simulate import ANOMALY_KINDS, GroundTruth, lab_rules, simulate_video  # noqa: E402
 from analysis.anomaly.video import probe, read_frames  # noqa: E402
-
-
-class PeakRss:
-    """Sample this process's resident set size every ``interval`` seconds from /proc/self/status."""
-
-    def __init__(self, interval: float = 0.02) -> None:
-        self.interval = interval
-        self.peak_bytes = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    @staticmethod
-    def current_bytes() -> int:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        return 0
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak_bytes = max(self.peak_bytes, self.current_bytes())
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> PeakRss:
-        self.start_bytes = self.current_bytes()
-        self.peak_bytes = self.start_bytes
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak_bytes = max(self.peak_bytes, self.current_bytes())
 
 
 def make_set(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cryoet_query import bench_size  # noqa: E402
+from peak_rss import PeakRss  # noqa: E402
 
 from analysis.backends.checkpoint import load_checkpoint  # noqa: E402
 from analysis.cryoet.classes import CLASS_BY_NAME, CLASS_NAMES, DEFAULT_VOXEL_SIZE  # noqa: E402
@@ -49,39 +49,6 @@ QUICK_SHAPE = (64, 200, 200)
 DOG_THRESHOLDS = (5.0, 10.0, 20.0, 40.0, 80.0)
 PROBABILITY_THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 NCC_THRESHOLDS = (0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3)
-
-
-class PeakRss:
-    """Sample this process's resident set size every ``interval`` seconds from /proc/self/status."""
-
-    def __init__(self, interval: float = 0.02) -> None:
-        self.interval = interval
-        self.peak_bytes = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    @staticmethod
-    def current_bytes() -> int:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        return 0
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak_bytes = max(self.peak_bytes, self.current_bytes())
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> PeakRss:
-        self.peak_bytes = self.current_bytes()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak_bytes = max(self.peak_bytes, self.current_bytes())
 
 
 # ---------------------------------------------------------------- DoG + APT-ViT
