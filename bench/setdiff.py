@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.setdiff.evaluate import METHODS, _records, run_synthetic_benchmark  # noqa: E402
+from analysis.setdiff.evaluate import METHODS, _records, matches_truth, run_synthetic_benchmark  # noqa: E402
 from analysis.setdiff.hypotheses import Hypothesis  # noqa: E402
 from analysis.setdiff.measured import FeatureTable  # noqa: E402
 from analysis.setdiff.rankers import EmbeddingIndex  # noqa: E402
@@ -132,11 +132,7 @@ def real_tiles(args) -> None:
         names_b = [record.name for record in records[len(pair.a) :]]
         for name, method in METHODS.items():
             ranked = method(table, len(pair.a), names_a, names_b, resamples=200, permutations=500)
-            hits = [
-                index
-                for index, item in enumerate(ranked, 1)
-                if pair.accepted.get(item.source["feature"]) == item.source["sign"]
-            ]
+            hits = [index for index, item in enumerate(ranked, 1) if matches_truth(pair.accepted, item.source)]
             where = str(hits[0]) if hits else "not found"
             top = ranked[0]
             print(
