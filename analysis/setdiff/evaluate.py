@@ -137,6 +137,13 @@ def _records(images: list[np.ndarray], group: str, tag: str) -> list[ImageRecord
     ]
 
 
+def matches_truth(accepted: dict[str, int], source: dict) -> bool:
+    """Check whether a measured description states the known difference. A combined description
+    counts only when every one of its features is accepted, in the accepted direction."""
+    parts = source.get("features") or {source.get("feature"): source.get("sign")}
+    return all(accepted.get(name) == sign for name, sign in parts.items())
+
+
 def measured_ranking(table: np.ndarray, count_a: int, names_a, names_b, **options) -> list[Hypothesis]:
     return rank(rank_measured(propose_measured(table, count_a), table, names_a, names_b, **options))
 
@@ -191,7 +198,7 @@ def run_synthetic_benchmark(
                     share = measuring if name == "measured" else measuring / len(FEATURE_NAMES)
                     board.seconds += time.perf_counter() - started + share
                     board.images += len(records)
-                    correct = [pair.accepted.get(item.source["feature"]) == item.source["sign"] for item in ranked]
+                    correct = [matches_truth(pair.accepted, item.source) for item in ranked]
                     board.add(difficulty, correct)
                 if progress:
                     top = boards["measured"]

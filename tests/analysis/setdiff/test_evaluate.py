@@ -127,3 +127,14 @@ def test_cli_visdiff_prints_accuracy(tmp_path, monkeypatch, capsys):
     verdicts = json.loads(output.read_text())
     assert len(verdicts["pairs"][0]["top5"]) == 5
     assert verdicts["pairs"][0]["group_a"] == "big"
+
+
+def test_combined_matches_only_when_all_parts_do():
+    from analysis.setdiff.evaluate import matches_truth
+
+    accepted = {"object_area": 1, "object_perimeter": 1}
+    assert matches_truth(accepted, {"feature": "object_area", "sign": 1})
+    assert not matches_truth(accepted, {"feature": "object_area", "sign": -1})
+    combined = {"feature": "object_area+circularity", "sign": 1, "features": {"object_area": 1, "circularity": 1}}
+    assert not matches_truth(accepted, combined)
+    assert matches_truth({"object_area": 1, "circularity": 1}, combined)

@@ -183,3 +183,54 @@ def test_cli_reports_bad_input(tmp_path, capsys):
     assert "no such file or folder" in capsys.readouterr().err
     assert main(["setdiff", "run", "--csv", str(tmp_path / "x.csv")]) == 2
     assert "--group-a and --group-b" in capsys.readouterr().err
+
+
+def combined(result):
+    return [item for item in result.hypotheses if item.source.get("features")]
+
+
+def test_larger_and_rounder_ranked_near_top():
+    # A: large discs. B: smaller ellipses, so A's objects are both larger and rounder.
+    images_a = [blob_image(grid(6), 8 + s % 3 * 0.5, seed=s) for s in range(6)]
+    images_b = [blob_image(grid(6), 6 + s % 3 * 0.5, seed=100 + s, elongation=1.4 + s % 2 * 0.2) for s in range(6)]
+    result = run_setdiff(as_groups(images_a, images_b), None, FAST)
+    phrases = [item.source["phrase"] for item in result.hypotheses]
+    assert "larger and rounder objects" in phrases[:3]
+    item = result.hypotheses[phrases.index("larger and rounder objects")]
+    assert item.source["features"] == {"object_area": 1, "circularity": 1}
+    assert item.result.auroc == 1.0
+    assert "in A against" in item.description
+    # The single-feature descriptions stay.
+    assert "larger objects" in phrases
+    assert "rounder objects" in phrases
+
+
+def test_size_only_not_called_rounder():
+    images_a = [blob_image(grid(6), 8, seed=s) for s in range(6)]
+    images_b = [blob_image(grid(6), 5, seed=100 + s) for s in range(6)]
+    result = run_setdiff(as_groups(images_a, images_b), None, FAST)
+    assert not any("round" in item.source["phrase"] for item in combined(result))
+    assert result.hypotheses[0].source["feature"] in ("object_area", "object_perimeter")
+
+
+def test_synthetic_size_not_called_rounder():
+    pair = make_pair("size", "easy", images_per_group=8, seed=0)
+    result = run_setdiff(as_groups(pair.a, pair.b), None, FAST)
+    phrases = [item.source["phrase"] for item in combined(result)]
+    assert not any("round" in phrase or "elongated" in phrase for phrase in phrases)
+    top = result.hypotheses[0].source
+    assert top["feature"] in ("object_area", "object_perimeter", "foreground_fraction")
+
+
+def test_combined_score_is_mean_z_score():
+    from analysis.setdiff.measured import combined_score
+
+    table = np.zeros((4, len(FEATURE_NAMES)))
+    table[:, FEATURE_NAMES.index("object_area")] = [30, 34, 10, 14]
+    table[:, FEATURE_NAMES.index("circularity")] = [0.7, 0.9, 0.8, 0.6]
+    # Area: mean 22, pooled within-group SD sqrt((4 + 4 + 4 + 4) / (4 - 2)) = 2 * sqrt(2).
+    # Circularity, sign flipped: mean -0.75, pooled within-group SD sqrt(4 * 0.01 / (4 - 2)).
+    area = (np.array([30, 34, 10, 14]) - 22) / (2 * np.sqrt(2))
+    roundness = (-np.array([0.7, 0.9, 0.8, 0.6]) + 0.75) / np.sqrt(0.02)
+    scores = combined_score(table, {"object_area": 1, "circularity": -1}, count_a=2)
+    assert scores == pytest.approx((area + roundness) / 2)
