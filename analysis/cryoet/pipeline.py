@@ -195,7 +195,8 @@ def run_pipeline(
 
     started = time.perf_counter()
     stage = Subtask(reporter, "read", *STAGE_SPANS["read"])
-    stage.report("read", 0.0, f"reading {volume}" if isinstance(volume, str | os.PathLike) else "reading volume")
+    source = f"reading {Path(volume).name}" if isinstance(volume, str | os.PathLike) else "reading volume"
+    stage.report("read", 0.0, source)
     data, voxel_size, warnings = _load_volume(volume, voxel_size)
     model = load_checkpoint(checkpoint)
     stage.report("read", 1.0, f"volume {data.shape} at {voxel_size} Å per voxel")

@@ -410,10 +410,15 @@ def nearest_neighbor_distances(spatial_map: SpatialMap, params: NearestNeighborP
     count_a = len(spatial_map.class_members(index_a))
     count_b = len(spatial_map.class_members(index_b))
     needed_b = 2 if index_a == index_b else 1
+    if index_a == index_b and count_a < 2:
+        raise QueryError(
+            f"Class {params.class_a!r} has {count_a} particle(s) in this map; distances between "
+            "particles of one class need at least 2."
+        )
     if count_a == 0 or count_b < needed_b:
         raise QueryError(
-            f"Class {params.class_a!r} has {count_a} particles and {class_b!r} has {count_b}; "
-            f"nearest-neighbor distances need at least 1 and {needed_b}."
+            f"Class {params.class_a!r} has {count_a} particle(s) and {class_b!r} has {count_b}; "
+            "nearest-neighbor distances need at least 1 of each."
         )
 
     distances = spatial_map.nearest_distances(index_a, index_b)

@@ -225,7 +225,10 @@ def _rule_near(text: str):
     )
     if not match:
         return None
-    return "neighbors", _neighbors_params(text, match, DEFAULT_NEAR_RADIUS_ANGSTROM)
+    # "What is near particle 4 within 80 nm?" gives its distance after the particle or point.
+    distance = _search(rf"\b(?:within|closer than)\s+{DISTANCE}", text[match.end() :])
+    radius = to_angstrom(distance["distance"], distance["unit"]) if distance else DEFAULT_NEAR_RADIUS_ANGSTROM
+    return "neighbors", _neighbors_params(text, match, radius)
 
 
 def _neighbors_params(text: str, match: re.Match, radius: float) -> dict:

@@ -383,7 +383,13 @@ def load_group(
             continue
         try:
             decoded = decode_image_bytes(name, data, options)
-        except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError, SyntaxError) as error:
+        except UnidentifiedImageError:
+            # PIL's own message names an in-memory buffer object, which means nothing to a user.
+            reason = "the content is not in an image format that Pillow, tifffile or pydicom can read"
+            skipped.append((name, f"cannot be decoded: {reason}"))
+            logger.warning("Left out %s: %s", name, reason)
+            continue
+        except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as error:
             reason = str(error) or type(error).__name__
             skipped.append((name, f"cannot be decoded: {reason}"))
             logger.warning("Left out %s: %s", name, reason)

@@ -118,6 +118,9 @@ QUERY_EXAMPLES = [
 
 def query_field(tool: str, message: str) -> str | None:
     """Return the first parameter of ``tool`` that an error message names, so clients can mark that field."""
+    unknown = re.match(r"Unknown parameters? '([^']+)'", message)
+    if unknown:
+        return unknown.group(1)
     names = list(TOOLS[tool].params_class.__dataclass_fields__) if tool in TOOLS else []
     found = []
     for name in names:

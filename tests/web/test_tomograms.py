@@ -373,6 +373,7 @@ def test_query_clusters(api_client, personas, run):
         ("nearest_neighbor_distances", {"class_a": "ribosome", "bins": 0}, "bins"),
         ("clusters", {"class_name": "ribosome"}, "link_distance_angstrom"),
         ("clusters", {"class_name": "ribosome", "link_distance_angstrom": 100, "colour": "red"}, "colour"),
+        ("neighbors", {"radius_angstrom": 500, "particle_id": 1, "foo": 1}, "foo"),
     ],
 )
 def test_query_invalid_parameters(api_client, personas, run, tool, body, field):
@@ -385,8 +386,7 @@ def test_query_invalid_parameters(api_client, personas, run, tool, body, field):
         assert "unicorn" in detail
     else:
         assert field in detail
-        if field != "colour":
-            assert response.json()["field"] == field
+        assert response.json()["field"] == field
 
 
 def test_query_unknown_tool(api_client, personas, run):

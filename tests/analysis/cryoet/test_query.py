@@ -433,3 +433,15 @@ def test_tools_share_map_across_threads():
         results = list(pool.map(lambda item: nearest_neighbor_distances(spatial_map, item), params))
     for item, result in zip(params, results, strict=True):
         assert result == nearest_neighbor_distances(fresh, item)
+
+
+def test_nearest_neighbor_too_few_particles():
+    spatial_map = SpatialMap.from_particles(
+        ["apo-ferritin", "ribosome"], np.array([[100.0, 100.0, 100.0], [900.0, 900.0, 900.0]]), BOUNDS
+    )
+    with pytest.raises(QueryError, match="'apo-ferritin' has 1 particle\\(s\\) in this map; distances between"):
+        nearest_neighbor_distances(spatial_map, NearestNeighborParams(class_a="apo-ferritin", simulations=0))
+    with pytest.raises(QueryError, match="'ribosome' has 1 particle\\(s\\) and 'thyroglobulin' has 0"):
+        nearest_neighbor_distances(
+            spatial_map, NearestNeighborParams(class_a="ribosome", class_b="thyroglobulin", simulations=0)
+        )

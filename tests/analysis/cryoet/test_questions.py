@@ -10,6 +10,8 @@ CASES = [
         {"radius_angstrom": 500.0, "particle_id": 12, "class_name": "ribosome"},
     ),
     ("what is near 300 200 80?", "neighbors", {"radius_angstrom": 500.0, "point": [300.0, 200.0, 80.0]}),
+    ("what is near particle 4 within 80 nm?", "neighbors", {"radius_angstrom": 800.0, "particle_id": 4}),
+    ("neighbors of particle 4 within 0.08 µm", "neighbors", {"radius_angstrom": 800.0, "particle_id": 4}),
     ("What's around (300, 200, 80)?", "neighbors", {"radius_angstrom": 500.0, "point": [300.0, 200.0, 80.0]}),
     ("neighbours of particle #7", "neighbors", {"radius_angstrom": 500.0, "particle_id": 7}),
     (

@@ -199,6 +199,7 @@ def test_undecodable_and_oversized_left_out(tmp_path):
     assert len(groups.b) == 2
     reasons = dict(groups.skipped)
     assert "cannot be decoded" in reasons[str(tmp_path / "a" / "broken.png")]
+    assert "BytesIO" not in reasons[str(tmp_path / "a" / "broken.png")]
     assert "over the limit of 1000" in reasons[str(tmp_path / "b" / "huge.png")]
 
 
