@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
@@ -25,6 +27,8 @@ router.register("comparisons", ComparisonViewSet, basename="api-comparison")
 router.register("hypotheses", HypothesisViewSet, basename="api-hypothesis")
 
 urlpatterns = [
+    # Browsers ask for /favicon.ico before they read the page's icon link.
+    path("favicon.ico", RedirectView.as_view(url=static("icons/favicon.svg"), permanent=True)),
     path("", include("biovlm_web.core.urls")),
     path("", include("biovlm_web.uploads.urls")),
     path("", include("biovlm_web.tomograms.urls")),
