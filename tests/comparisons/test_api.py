@@ -155,6 +155,11 @@ def test_run_ranks_count_first(api_client, personas, comparison):
     comparison.refresh_from_db()
     assert len(comparison.features["rows"]) == 12
 
+    api_client.force_login(personas["member"])
+    page = api_client.get(reverse("job-detail", args=[job.uuid])).content.decode()
+    assert "Open the comparison</a>: 5 hypotheses ranked." in page
+    assert "{&#x27;comparison&#x27;" not in page
+
 
 def test_typed_hypothesis_is_ranked(api_client, personas, comparison):
     filled(api_client, personas, comparison)
