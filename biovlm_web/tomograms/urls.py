@@ -5,6 +5,7 @@ from biovlm_web.tomograms import views
 urlpatterns = [
     path("projects/<uuid:uuid>/tomograms/", views.tomogram_list, name="tomogram-list"),
     path("projects/<uuid:uuid>/tomograms/upload/", views.tomogram_upload, name="tomogram-upload"),
+    path("projects/<uuid:uuid>/tomograms/register/", views.tomogram_register, name="tomogram-register"),
     path("tomograms/<uuid:uuid>/", views.tomogram_detail, name="tomogram-detail"),
     path("tomograms/<uuid:uuid>/voxel-size/", views.tomogram_voxel_size, name="tomogram-voxel-size"),
     path("tomograms/<uuid:uuid>/references/", views.tomogram_references, name="tomogram-references"),

@@ -6,6 +6,7 @@ import logging
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -40,6 +41,7 @@ from biovlm_web.uploads.ingest import (
     store_files,
     too_large,
 )
+from biovlm_web.uploads.models import DataFile
 from biovlm_web.uploads.storage import UploadError, sha256_of_file
 
 logger = logging.getLogger(__name__)
@@ -96,8 +98,43 @@ def _member_tomogram_or_404(request, uuid) -> Tomogram:
 def tomogram_list(request, uuid):
     project = _member_project_or_404(request, uuid)
     tomograms = project.tomograms.select_related("volume").prefetch_related("runs__job")
-    context = {"project": project, "tomograms": tomograms, "unit_choices": UNIT_CHOICES}
+    context = {
+        "project": project,
+        "tomograms": tomograms,
+        "unit_choices": UNIT_CHOICES,
+        "project_volumes": _unused_project_volumes(project),
+    }
     return render(request, "tomograms/tomogram_list.html", context)
+
+
+def _unused_project_volumes(project: Project):
+    """Return the project's stored MRC volumes that no tomogram uses yet, newest first."""
+    return (
+        DataFile.objects.filter(dataset__project=project, kind=DataFile.Kind.VOLUME, tomograms__isnull=True)
+        .select_related("dataset")
+        .order_by("-id")
+    )
+
+
+@login_required
+@require_POST
+def tomogram_register(request, uuid):
+    """Create a tomogram from an MRC file already stored in the project, such as the demo's sample."""
+    project = _member_project_or_404(request, uuid)
+    back = redirect("tomogram-list", uuid=project.uuid)
+    volume = _unused_project_volumes(project).filter(uuid=request.POST.get("volume_file") or None).first()
+    if volume is None:
+        messages.error(request, "Choose an MRC file of this project in the field 'Project file'.")
+        return back
+    try:
+        with transaction.atomic():
+            tomogram = create_tomogram(project, volume, request.user)
+    except TomogramInputError as error:
+        logger.info("Tomogram from file %s in project %s rejected: %s", volume.uuid, project.uuid, error)
+        messages.error(request, f"Nothing was created: {error}")
+        return back
+    messages.success(request, f"Created the tomogram {tomogram.name}.")
+    return redirect("tomogram-detail", uuid=tomogram.uuid)
 
 
 def _received(uploaded_file) -> Received:

@@ -175,6 +175,32 @@ def test_api_register_and_correct_voxel_size(api_client, personas, tomogram):
     assert "voxel_size_angstrom" in response.json()["detail"]
 
 
+def test_register_project_file_on_page(client, personas, tomogram):
+    volume = tomogram.volume
+    tomogram.delete()
+    project = personas["project"]
+    page = client.get(reverse("tomogram-list", args=[project.uuid])).content.decode()
+    assert f'value="{volume.uuid}"' in page
+
+    response = client.post(reverse("tomogram-register", args=[project.uuid]), {"volume_file": str(volume.uuid)})
+    created = Tomogram.objects.get(volume=volume)
+    assert response.status_code == 302
+    assert response["Location"] == reverse("tomogram-detail", args=[created.uuid])
+    assert created.voxel_size == VOXEL_SIZE
+    # A file that a tomogram uses is no longer offered, and posting it again creates nothing.
+    page = client.get(reverse("tomogram-list", args=[project.uuid])).content.decode()
+    assert f'value="{volume.uuid}"' not in page
+    client.post(reverse("tomogram-register", args=[project.uuid]), {"volume_file": str(volume.uuid)})
+    assert Tomogram.objects.filter(volume=volume).count() == 1
+
+
+def test_register_project_file_stranger_404(client, personas, tomogram):
+    client.force_login(personas["stranger"])
+    url = reverse("tomogram-register", args=[personas["project"].uuid])
+    response = client.post(url, {"volume_file": str(tomogram.volume.uuid)})
+    assert response.status_code == 404
+
+
 # --- Runs ---------------------------------------------------------------------------------------
 
 
