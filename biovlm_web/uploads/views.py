@@ -146,7 +146,8 @@ def _describe_other(metadata: dict) -> str:
     if "arrays" in metadata:
         return f"{len(metadata['arrays'])} arrays"
     if "lines" in metadata:
-        return f"{metadata['lines']} lines of text"
+        lines = metadata["lines"]
+        return f"{lines} line{'' if lines == 1 else 's'} of text"
     return ""
 
 
