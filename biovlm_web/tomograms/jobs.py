@@ -132,7 +132,11 @@ def run_tomogram(job, reporter) -> dict:
                 **pick_options,
             )
         except ValueError as error:
-            raise JobError(f"{tomogram.name}: {error}") from error
+            # Reader errors name the file by its local path, which is the server's business.
+            message = str(error).replace(str(volume_path), tomogram.name)
+            if not message.startswith(tomogram.name):
+                message = f"{tomogram.name}: {message}"
+            raise JobError(message) from error
 
     # The classifier may call a pick any class, so classes the user left out are dropped here.
     names = result.picks.class_names.astype(str)

@@ -4,6 +4,7 @@ import io
 
 import numpy as np
 import pytest
+from django.conf import settings
 from django.test import Client
 from django.urls import reverse
 from PIL import Image
@@ -11,7 +12,9 @@ from PIL import Image
 from analysis.cryoet.classes import CLASS_NAMES
 from analysis.cryoet.io import read_copick, read_csv, read_relion_star
 from analysis.cryoet.pipeline import DEFAULT_SCORE_THRESHOLD
+from biovlm_web.core.jobs import execute_job
 from biovlm_web.core.models import Job, ShareLink
+from biovlm_web.tomograms.ingest import start_run
 from biovlm_web.tomograms.models import Tomogram, TomogramRun
 from tests.conftest import start_worker
 from tests.web.tomogram_data import SHAPE, VOXEL_SIZE, known_run, upload_tomogram, write_simulated_mrc, zip_names
@@ -199,6 +202,22 @@ def test_register_project_file_stranger_404(client, personas, tomogram):
     url = reverse("tomogram-register", args=[personas["project"].uuid])
     response = client.post(url, {"volume_file": str(tomogram.volume.uuid)})
     assert response.status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_damaged_file_error_hides_server_path(personas, tomogram, redis_conn):
+    # The stored file is cut short after its upload was checked, as a failing disk might do.
+    path = tomogram.volume.file.path
+    with open(path, "r+b") as handle:
+        handle.truncate(2000)
+    run = start_run(tomogram, {"picker": "dog"}, personas["owner"])
+
+    assert execute_job(str(run.job.uuid)) == "failed"
+
+    run.job.refresh_from_db()
+    assert run.job.error.startswith(f"{tomogram.name}: file is truncated")
+    assert path not in run.job.error
+    assert str(settings.MEDIA_ROOT) not in run.job.error
 
 
 # --- Runs ---------------------------------------------------------------------------------------
