@@ -6,6 +6,10 @@ measured facts, so no model files are needed.
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
+from django.core.files.base import ContentFile
 from django.db import transaction
 from django.urls import reverse
 
@@ -123,6 +127,19 @@ def segment_rows(result) -> list[dict]:
     return rows
 
 
+def preview_file(run, path: str, model: SceneModel):
+    """Encode the run's preview into a temporary file; return it as a Django File and the frame size."""
+    from biovlm_web.anomalies.media import write_preview
+
+    with tempfile.TemporaryDirectory() as folder:
+        target = Path(folder) / "preview.webm"
+        try:
+            size = write_preview(path, target, model.fps, model.max_side)
+        except (ValueError, VideoError) as error:
+            raise JobError(f"Encoding the preview of {run.video.original_name} failed: {error}") from error
+        return ContentFile(target.read_bytes(), name="preview.webm"), size
+
+
 def run_video(job, reporter) -> dict:
     """Analyse the run's video against its scene and replace the run's frames and segments."""
     from biovlm_web.anomalies.models import Segment, VideoRun
@@ -140,6 +157,8 @@ def run_video(job, reporter) -> dict:
         raise JobError(f"Analysing {run.video.original_name} failed: {error}") from error
     explain_segments(result, model, None, path, reporter)
     data = result.as_dict(with_frames=True)
+    reporter.report("preview", 0.0, "Encoding a browser-playable preview")
+    preview = preview_file(run, path, model)
     with transaction.atomic():
         run.segments.all().delete()
         Segment.objects.bulk_create([Segment(run=run, **row) for row in segment_rows(result)])
@@ -150,7 +169,10 @@ def run_video(job, reporter) -> dict:
         run.frames = data["frames"]
         run.rule_hits = data["rule_hits"]
         run.timings = data["timings"]
-        run.save(update_fields=["duration_s", "fps", "threshold", "detector", "frames", "rule_hits", "timings"])
+        if run.preview.name:
+            run.preview.storage.delete(run.preview.name)
+        run.preview, (run.frame_width, run.frame_height) = preview
+        run.save()
     return {
         "run": str(run.uuid),
         "run_url": reverse("anomaly-run-detail", args=[run.uuid]),

@@ -4,6 +4,8 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 
 from biovlm_web.core.models import Job, Project
 
@@ -36,6 +38,10 @@ class Scene(models.Model):
         return bool(self.model)
 
 
+def preview_storage_name(instance, filename):
+    return f"projects/{instance.scene.project.uuid}/anomalies/{instance.uuid}-preview.webm"
+
+
 class VideoRun(models.Model):
     """One video analysed against a scene: its frame scores, tracks and flagged segments."""
 
@@ -48,6 +54,10 @@ class VideoRun(models.Model):
     # The scene model's threshold when the run was scored; segments were found at this score.
     threshold = models.FloatField(null=True)
     detector = models.CharField(max_length=100, blank=True)
+    # VP8 WebM of the analysed frames, which browsers play; the uploaded file may use any codec.
+    preview = models.FileField(upload_to=preview_storage_name, max_length=500, blank=True)
+    frame_width = models.PositiveIntegerField(null=True)
+    frame_height = models.PositiveIntegerField(null=True)
     # One row per analysed frame: time_s, score, tracks (id, box, zones, speed); see AnalysisResult.as_dict.
     frames = models.JSONField(default=list, blank=True)
     rule_hits = models.JSONField(default=list, blank=True)
@@ -64,6 +74,13 @@ class VideoRun(models.Model):
     @property
     def project(self):
         return self.scene.project
+
+
+@receiver(post_delete, sender=VideoRun)
+def _delete_preview(sender, instance, **kwargs):
+    """Remove a run's preview file with its row, also when its scene is deleted."""
+    if instance.preview.name:
+        instance.preview.storage.delete(instance.preview.name)
 
 
 class Segment(models.Model):

@@ -144,7 +144,10 @@ def test_scene_page_permissions(client, personas, videos, api_client):
     client.force_login(personas["member"])
     html = client.get(url).content.decode()
     assert "Bench 1" in html
-    assert "restricted (restricted)" in html
+    editor = client.get(url).context["editor"]
+    assert [zone["name"] for zone in editor["rules"]["zones"]] == ["rack", "work", "storage", "restricted"]
+    assert editor["frame_url"] == reverse("anomaly-scene-frame", args=[scene.uuid])
+    assert 'data-component="scene-editor"' in html
 
 
 # --- Segments and verdicts --------------------------------------------------------------------
@@ -299,3 +302,85 @@ def test_fit_and_run_find_anomaly(api_client, personas, videos, redis_conn):
     assert best["path"] == "measured"
     assert best["reasoning"]
     assert best["category"] == "restricted_zone"
+
+    run = VideoRun.objects.get(uuid=anomalous["uuid"])
+    assert (run.frame_width, run.frame_height) == (160, 120)
+    assert run.preview.read(4) == b"\x1a\x45\xdf\xa3"  # the EBML magic number that starts a WebM file
+
+
+# --- Pages ------------------------------------------------------------------------------------
+
+
+def test_scene_create_page(client, personas, videos):
+    client.force_login(personas["member"])
+    project_page = client.get(reverse("project-detail", args=[personas["project"].uuid])).content.decode()
+    assert "Anomaly scenes" in project_page
+    response = client.post(
+        reverse("anomaly-scene-create", args=[personas["project"].uuid]),
+        {"name": "Bench 2", "normal_videos": [str(videos["normal"].uuid)]},
+    )
+    scene = Scene.objects.get(name="Bench 2")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("anomaly-scene-detail", args=[scene.uuid])
+    assert list(scene.normal_videos.all()) == [videos["normal"]]
+
+    frame = client.get(reverse("anomaly-scene-frame", args=[scene.uuid]))
+    assert frame["Content-Type"] == "image/png"
+    assert frame.content.startswith(b"\x89PNG")
+    client.force_login(personas["stranger"])
+    assert client.get(reverse("anomaly-scene-frame", args=[scene.uuid])).status_code == 404
+
+
+def test_scene_create_rejects_other_project_file(client, personas, videos, tmp_path):
+    other_path = tmp_path / "other.mp4"
+    simulate_video(other_path, None, seed=3, **VIDEO_OPTIONS)
+    other = store_video(personas["other_project"], other_path)
+    client.force_login(personas["owner"])
+    response = client.post(
+        reverse("anomaly-scene-create", args=[personas["project"].uuid]),
+        {"name": "Bench 3", "normal_videos": [str(other.uuid)]},
+        follow=True,
+    )
+    assert f"has the UUID {other.uuid}" in response.content.decode()
+    assert not Scene.objects.filter(name="Bench 3").exists()
+
+
+def test_run_video_ranges(client, personas, run):
+    run.preview.save("preview.webm", ContentFile(bytes(range(256)) * 4), save=True)
+    url = reverse("anomaly-run-video", args=[run.uuid])
+    client.force_login(personas["member"])
+    whole = client.get(url)
+    assert whole.status_code == 200
+    assert whole["Accept-Ranges"] == "bytes"
+    part = client.get(url, HTTP_RANGE="bytes=10-19")
+    assert part.status_code == 206
+    assert part["Content-Range"] == "bytes 10-19/1024"
+    assert part.content == bytes(range(10, 20))
+    tail = client.get(url, HTTP_RANGE="bytes=-4")
+    assert tail.content == bytes(range(252, 256))
+    assert client.get(url, HTTP_RANGE="bytes=2000-").status_code == 416
+    client.force_login(personas["stranger"])
+    assert client.get(url).status_code == 404
+
+
+def test_shared_review_exports(client, personas, run):
+    link = ShareLink.objects.create(project=run.project, target=run, created_by=personas["owner"])
+    segment = run.segments.get()
+    segment.verdicts.create(decision="confirm", category="restricted_zone", start_s=6.0, end_s=9.0)
+    export_url = reverse("anomaly-run-export", args=[run.uuid, "ucf"])
+    assert client.get(export_url).status_code == 404
+
+    client.get(reverse("share-open", args=[link.token]))
+    assert client.get(export_url).content.decode().split() == [
+        "restricted.mp4",
+        "restricted_zone",
+        "60",
+        "89",
+        "-1",
+        "-1",
+    ]
+    exported = client.get(reverse("anomaly-run-export", args=[run.uuid, "json"])).json()
+    assert exported["videos"][0]["segments"] == [{"start_s": 6.0, "end_s": 9.0, "category": "restricted_zone"}]
+    review = client.get(reverse("anomaly-run-detail", args=[run.uuid])).context["review"]
+    assert review["read_only"] is True
+    assert review["segments"][0]["verdict"]["decision"] == "confirm"
