@@ -8,6 +8,7 @@ urlpatterns = [
     path("anomaly-scenes/<uuid:uuid>/videos/", views.scene_videos, name="anomaly-scene-videos"),
     path("anomaly-scenes/<uuid:uuid>/fit/", views.scene_fit, name="anomaly-scene-fit"),
     path("anomaly-scenes/<uuid:uuid>/runs/", views.scene_runs, name="anomaly-scene-runs"),
+    path("anomaly-scenes/<uuid:uuid>/upload/", views.scene_upload, name="anomaly-scene-upload"),
     path("anomaly-scenes/<uuid:uuid>/frame.png", views.scene_frame, name="anomaly-scene-frame"),
     path("anomaly-runs/<uuid:uuid>/", views.run_detail, name="anomaly-run-detail"),
     path("anomaly-runs/<uuid:uuid>/video.webm", views.run_video, name="anomaly-run-video"),

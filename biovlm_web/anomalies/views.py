@@ -1,11 +1,14 @@
 """Pages of the anomalies app: creating and fitting a scene, adding videos, and reviewing one run."""
 
+import logging
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 from rest_framework.exceptions import ValidationError
 
@@ -21,7 +24,12 @@ from biovlm_web.anomalies.serializers import SegmentSerializer
 from biovlm_web.core.access import can_change, is_member, request_can_view
 from biovlm_web.core.models import Project, ShareLink
 from biovlm_web.core.views import ShareLinkForm, _login_url
-from biovlm_web.uploads.models import DataFile
+from biovlm_web.uploads.handlers import disk_upload_handlers
+from biovlm_web.uploads.ingest import Received, clean_filename, inspect_received, reject_empty, store_files, too_large
+from biovlm_web.uploads.models import DataFile, Dataset
+from biovlm_web.uploads.storage import UploadError, sha256_of_file
+
+logger = logging.getLogger(__name__)
 
 
 def _member_scene_or_404(request, uuid) -> Scene:
@@ -224,3 +232,84 @@ def run_export(request, uuid, export_format):
     response = HttpResponse(body, content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="run-{run.uuid}-{suffix}"'
     return response
+
+
+SCENE_DATASET_NAME = "Scene videos"
+
+
+def _received_video(uploaded_file) -> Received:
+    try:
+        name = clean_filename(uploaded_file.name)
+    except ValueError as error:
+        raise UploadError(str(error)) from error
+    if uploaded_file.size == 0:
+        raise reject_empty(name)
+    inspection = inspect_received(uploaded_file.temporary_file_path(), name)
+    if inspection.file_type.kind != DataFile.Kind.VIDEO:
+        raise UploadError(
+            f"{name} is not a video ({inspection.file_type.kind}); upload MP4, MOV, AVI, MKV or WebM files."
+        )
+    return Received(name, uploaded_file, uploaded_file.size, sha256_of_file(uploaded_file), inspection)
+
+
+@csrf_exempt
+@login_required
+@require_POST
+def scene_upload(request, uuid):
+    # Upload handlers must be set before anything reads the body, the CSRF check included.
+    request.upload_handlers = disk_upload_handlers(request)
+    return _scene_upload(request, uuid)
+
+
+@csrf_protect
+def _scene_upload(request, uuid):
+    """Store uploaded videos in the project, then use them as normal videos or analyse them."""
+    scene = _member_scene_or_404(request, uuid)
+    back = redirect("anomaly-scene-detail", uuid=scene.uuid)
+    purpose = request.POST.get("purpose")
+    uploaded = request.FILES.getlist("videos")
+    rejected = request.upload_handlers[0].rejected_name
+    if rejected is not None:
+        messages.error(request, too_large(rejected).detail)
+        return back
+    if purpose not in ("normal", "review"):
+        messages.error(request, f"Choose what the videos are for: normal or review, not {purpose!r}.")
+        return back
+    if not uploaded:
+        messages.error(request, "Choose one or more video files in the field 'Videos'.")
+        return back
+    if purpose == "review" and not scene.fitted:
+        messages.error(request, f"Scene {scene.name!r} is not fitted yet; fit it on normal videos first.")
+        return back
+    try:
+        received = [_received_video(item) for item in uploaded]
+    except UploadError as error:
+        logger.info("Video upload to scene %s by %s rejected: %s", scene.uuid, request.user, error.detail)
+        messages.error(request, f"Nothing was stored: {error.detail}")
+        return back
+
+    def use_videos(stored):
+        if purpose == "normal":
+            scene.normal_videos.add(*stored)
+            return
+        for video in stored:
+            run = VideoRun.objects.create(scene=scene, video=video, created_by=request.user)
+            run.job = submit(scene.project, RUN_KIND, {"run": str(run.uuid)}, request.user, "videos")
+            run.save(update_fields=["job"])
+
+    dataset = Dataset.objects.filter(project=scene.project, name=SCENE_DATASET_NAME).order_by("id").first()
+    if dataset is None:
+        dataset = Dataset.objects.create(
+            project=scene.project,
+            name=SCENE_DATASET_NAME,
+            description="Videos uploaded on anomaly scene pages.",
+            created_by=request.user,
+        )
+    try:
+        store_files(dataset, received, request.user, in_transaction=use_videos)
+    except ValidationError as error:
+        messages.error(request, f"Nothing was stored: {_error_text(error)}")
+        return back
+    names = ", ".join(item.filename for item in received)
+    messages.success(request, f"Stored {names} as {'normal videos' if purpose == 'normal' else 'videos to analyse'}.")
+    return back

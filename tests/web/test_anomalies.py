@@ -384,3 +384,45 @@ def test_shared_review_exports(client, personas, run):
     review = client.get(reverse("anomaly-run-detail", args=[run.uuid])).context["review"]
     assert review["read_only"] is True
     assert review["segments"][0]["verdict"]["decision"] == "confirm"
+
+
+def test_scene_upload_videos(client, personas, run, tmp_path):
+    scene = run.scene
+    first, second = tmp_path / "upload-a.mp4", tmp_path / "upload-b.mp4"
+    simulate_video(first, None, seed=4, **VIDEO_OPTIONS)
+    simulate_video(second, "spill", seed=5, **VIDEO_OPTIONS)
+    url = reverse("anomaly-scene-upload", args=[scene.uuid])
+    client.force_login(personas["member"])
+    with first.open("rb") as normal:
+        response = client.post(url, {"purpose": "normal", "videos": [normal]}, follow=True)
+    assert "Stored upload-a.mp4 as normal videos." in response.content.decode()
+    assert "upload-a.mp4" in [item.original_name for item in scene.normal_videos.all()]
+
+    scene.model = {"threshold": 0.5}
+    scene.save()
+    with first.open("rb") as one, second.open("rb") as two:
+        response = client.post(url, {"purpose": "review", "videos": [one, two]}, follow=True)
+    assert "as videos to analyse" in response.content.decode()
+    runs = VideoRun.objects.filter(scene=scene, video__dataset__name="Scene videos")
+    assert sorted(item.video.original_name for item in runs) == ["upload-a.mp4", "upload-b.mp4"]
+    assert all(item.job.kind == "anomaly_video_run" for item in runs)
+
+
+def test_scene_upload_rejects_non_video(client, personas, run, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not a video")
+    client.force_login(personas["owner"])
+    with text.open("rb") as handle:
+        response = client.post(
+            reverse("anomaly-scene-upload", args=[run.scene.uuid]),
+            {"purpose": "normal", "videos": [handle]},
+            follow=True,
+        )
+    assert "Nothing was stored" in response.content.decode()
+    assert not DataFile.objects.filter(original_name="notes.txt").exists()
+    client.force_login(personas["stranger"])
+    with text.open("rb") as handle:
+        response = client.post(
+            reverse("anomaly-scene-upload", args=[run.scene.uuid]), {"purpose": "normal", "videos": [handle]}
+        )
+    assert response.status_code == 404
