@@ -155,6 +155,8 @@ def run_video(job, reporter) -> dict:
         result = analyse(path, model, reporter=reporter)
     except (ValueError, VideoError) as error:
         raise JobError(f"Analysing {run.video.original_name} failed: {error}") from error
+    # NOTE: segments are always explained from measured facts here; the VLM path of
+    # analysis.anomaly.reason is not wired to the model registry in the web job yet.
     explain_segments(result, model, None, path, reporter)
     data = result.as_dict(with_frames=True)
     reporter.report("preview", 0.0, "Encoding a browser-playable preview")

@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 from analysis.anomaly.simulate import ZONE_BOXES, simulate_video
 from tests.conftest import start_worker
 from tests.e2e.test_platform import sign_in
-from tests.web.test_anomalies import VIDEO_OPTIONS, store_video
+from tests.web.test_anomalies import VIDEO_OPTIONS
 from tests.web.test_jobs import kill_process_tree
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -33,8 +33,6 @@ def click_at_fraction(page, selector, x, y):
 def test_anomaly_review_end_to_end(live_asgi, personas, new_context, screenshot, tmp_path):
     simulate_video(tmp_path / "normal.mp4", None, seed=1, **VIDEO_OPTIONS)
     truth = simulate_video(tmp_path / "restricted.mp4", "restricted_zone", seed=2, **VIDEO_OPTIONS)
-    store_video(personas["project"], tmp_path / "normal.mp4")
-    store_video(personas["project"], tmp_path / "restricted.mp4")
 
     page = new_context(accept_downloads=True).new_page()
     sign_in(page, live_asgi, "owner")
@@ -44,8 +42,12 @@ def test_anomaly_review_end_to_end(live_asgi, personas, new_context, screenshot,
     form.get_by_role("button", name="Create scene").click()
     expect(page.locator("h1")).to_have_text("Bench <1>")
 
-    page.get_by_label("normal.mp4").check()
-    page.get_by_role("button", name="Save normal videos").click()
+    upload = page.locator("form.anomaly-upload")
+    upload.locator("input[name=videos]").set_input_files(str(tmp_path / "normal.mp4"))
+    upload.locator("select[name=purpose]").select_option("normal")
+    upload.get_by_role("button", name="Upload").click()
+    expect(page.get_by_text("Stored normal.mp4 as normal videos.")).to_be_visible()
+    expect(page.get_by_label("normal.mp4")).to_be_checked()
     expect(page.locator(".zone-canvas img")).to_be_visible()
 
     x1, y1, x2, y2 = ZONE_BOXES["restricted"]
@@ -65,8 +67,11 @@ def test_anomaly_review_end_to_end(live_asgi, personas, new_context, screenshot,
     # The progress component reloads the page when the job succeeds.
     expect(page.locator(".scene-fitted")).to_be_visible(timeout=30_000)
 
-    page.locator("form.anomaly-add-runs").get_by_label("restricted.mp4").check()
-    page.get_by_role("button", name="Analyse chosen videos").click()
+    upload = page.locator("form.anomaly-upload")
+    upload.locator("input[name=videos]").set_input_files(str(tmp_path / "restricted.mp4"))
+    upload.locator("select[name=purpose]").select_option("review")
+    upload.get_by_role("button", name="Upload").click()
+    expect(page.get_by_text("Stored restricted.mp4 as videos to analyse.")).to_be_visible()
     run_jobs()
     page.get_by_role("link", name="restricted.mp4").click()
 
