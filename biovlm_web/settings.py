@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "biovlm_web.uploads",
     "biovlm_web.tomograms",
     "biovlm_web.comparisons",
+    "biovlm_web.anomalies",
 ]
 
 MIDDLEWARE = [

@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
+from biovlm_web.anomalies.api import SceneViewSet, SegmentViewSet, VerdictViewSet, VideoRunViewSet
 from biovlm_web.comparisons.api import ComparisonViewSet, HypothesisViewSet
 from biovlm_web.core.api.models_views import ModelsCheckView, ModelsView
 from biovlm_web.core.api.views import JobViewSet, ProjectViewSet, ShareLinkViewSet
@@ -25,6 +26,10 @@ router.register("tomograms", TomogramViewSet, basename="api-tomogram")
 router.register("tomogram-runs", TomogramRunViewSet, basename="api-tomogram-run")
 router.register("comparisons", ComparisonViewSet, basename="api-comparison")
 router.register("hypotheses", HypothesisViewSet, basename="api-hypothesis")
+router.register("scenes", SceneViewSet, basename="api-scene")
+router.register("video-runs", VideoRunViewSet, basename="api-video-run")
+router.register("segments", SegmentViewSet, basename="api-segment")
+router.register("verdicts", VerdictViewSet, basename="api-verdict")
 
 urlpatterns = [
     # Browsers ask for /favicon.ico before they read the page's icon link.
@@ -33,6 +38,7 @@ urlpatterns = [
     path("", include("biovlm_web.uploads.urls")),
     path("", include("biovlm_web.tomograms.urls")),
     path("", include("biovlm_web.comparisons.urls")),
+    path("", include("biovlm_web.anomalies.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/models/", ModelsView.as_view(), name="api-models"),

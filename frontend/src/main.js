@@ -10,6 +10,8 @@ import MrcHeaderPreview from './components/MrcHeaderPreview.vue'
 import TomogramRun from './components/TomogramRun.vue'
 import ComparisonGroups from './components/ComparisonGroups.vue'
 import ComparisonResult from './components/ComparisonResult.vue'
+import SceneEditor from './components/SceneEditor.vue'
+import AnomalyReview from './components/AnomalyReview.vue'
 
 const components = {
   'job-progress': JobProgress,
@@ -18,6 +20,8 @@ const components = {
   'tomogram-run': TomogramRun,
   'comparison-groups': ComparisonGroups,
   'comparison-result': ComparisonResult,
+  'scene-editor': SceneEditor,
+  'anomaly-review': AnomalyReview,
 }
 
 function mountPage() {

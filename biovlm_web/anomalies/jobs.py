@@ -1,0 +1,186 @@
+"""The anomaly jobs: fit a scene model on normal videos, and analyse one video against a scene.
+
+Both use the weight-free detector (background subtraction) and explain segments from the
+measured facts, so no model files are needed.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.urls import reverse
+
+from analysis.anomaly import Rules, SceneModel, VideoError, analyse, fit_scene
+from analysis.anomaly.reason import MEASURED, explain_segments
+from biovlm_web.core.jobs import JobError, JobKind, register_job_kind
+
+FIT_KIND = "anomaly_fit_scene"
+RUN_KIND = "anomaly_video_run"
+DEFAULT_OPTIONS = {"fps": 10.0, "max_side": 320}
+OPTION_LIMITS = {"fps": (1.0, 30.0), "max_side": (64, 1280)}
+
+
+def clean_options(options: dict) -> dict:
+    """Check analysis options; raise JobError naming the field and its allowed range."""
+    unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
+    if unknown:
+        raise JobError(f"Unknown option(s) {', '.join(unknown)}; the options are {', '.join(DEFAULT_OPTIONS)}.")
+    cleaned = {**DEFAULT_OPTIONS, **options}
+    for name, (low, high) in OPTION_LIMITS.items():
+        value = cleaned[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            raise JobError(f"{name} must be a number from {low} to {high}; got {value!r}.")
+    cleaned["max_side"] = int(cleaned["max_side"])
+    cleaned["fps"] = float(cleaned["fps"])
+    return cleaned
+
+
+def clean_rules(data: dict) -> dict:
+    """Check rules as analysis.anomaly.Rules reads them; raise JobError with its message."""
+    try:
+        return Rules.from_dict(data).as_dict()
+    except (ValueError, TypeError, KeyError) as error:
+        raise JobError(f"Invalid rules: {error}") from error
+
+
+def _scene_in(project, params: dict):
+    from biovlm_web.anomalies.models import Scene
+
+    scene = Scene.objects.filter(project=project, uuid=str(params.get("scene", ""))).first()
+    if scene is None:
+        raise JobError(f"params.scene must be the UUID of a scene in project {project.name!r}.")
+    return scene
+
+
+def _validate_fit(project, params: dict) -> dict:
+    scene = _scene_in(project, params)
+    if not scene.normal_videos.exists():
+        raise JobError(f"Scene {scene.name!r} has no normal videos; choose at least one before fitting.")
+    return {"scene": str(scene.uuid)}
+
+
+def _validate_run(project, params: dict) -> dict:
+    from biovlm_web.anomalies.models import VideoRun
+
+    run = VideoRun.objects.filter(scene__project=project, uuid=str(params.get("run", ""))).first()
+    if run is None:
+        raise JobError(f"params.run must be the UUID of a video run in project {project.name!r}.")
+    if not run.scene.fitted:
+        raise JobError(f"Scene {run.scene.name!r} is not fitted yet; fit it on normal videos first.")
+    return {"run": str(run.uuid)}
+
+
+def run_fit(job, reporter) -> dict:
+    """Fit the scene model on the scene's normal videos and store it on the scene."""
+    from biovlm_web.anomalies.models import Scene
+
+    scene = Scene.objects.filter(uuid=job.params["scene"], project=job.project).first()
+    if scene is None:
+        raise JobError("The scene of this job was deleted.")
+    videos = list(scene.normal_videos.order_by("original_name", "id"))
+    if not videos:
+        raise JobError(f"Scene {scene.name!r} has no normal videos; choose at least one before fitting.")
+    options = clean_options(scene.options)
+    rules = Rules.from_dict(scene.rules)
+    # NOTE: reads the stored files by path, so it needs a storage on the local file system.
+    paths = [video.file.path for video in videos]
+    reporter.log(
+        f"Fitting {scene.name!r} on {len(paths)} normal video(s): {', '.join(v.original_name for v in videos)}"
+    )
+    try:
+        model = fit_scene(paths, rules, fps=options["fps"], max_side=options["max_side"], reporter=reporter)
+    except (ValueError, VideoError) as error:
+        raise JobError(f"Fitting the scene failed: {error}") from error
+    model.videos = [video.original_name for video in videos]
+    scene.model = model.as_dict()
+    scene.save(update_fields=["model"])
+    return {
+        "scene": str(scene.uuid),
+        "scene_url": reverse("anomaly-scene-detail", args=[scene.uuid]),
+        "frames": model.frame_count,
+        "threshold": model.threshold,
+    }
+
+
+def segment_rows(result) -> list[dict]:
+    """Turn the explained segments of an AnalysisResult into Segment field values."""
+    rows = []
+    for segment in result.segments:
+        explanation = segment.explanation or {}
+        rows.append(
+            {
+                "start_s": segment.start_s,
+                "end_s": segment.end_s,
+                "peak_score": segment.peak_score,
+                "peak_s": segment.peak_s,
+                "category": explanation.get("category", "other"),
+                "category_label": explanation.get("category_label", ""),
+                "facts": {"components": segment.components, "track_ids": segment.track_ids},
+                "rules": segment.rules,
+                "reasoning": str(explanation.get("explanation", "")),
+                "path": "measured" if explanation.get("source", MEASURED) == MEASURED else "vlm",
+            }
+        )
+    return rows
+
+
+def preview_file(run, path: str, model: SceneModel):
+    """Encode the run's preview into a temporary file; return it as a Django File and the frame size."""
+    from biovlm_web.anomalies.media import write_preview
+
+    with tempfile.TemporaryDirectory() as folder:
+        target = Path(folder) / "preview.webm"
+        try:
+            size = write_preview(path, target, model.fps, model.max_side)
+        except (ValueError, VideoError) as error:
+            raise JobError(f"Encoding the preview of {run.video.original_name} failed: {error}") from error
+        return ContentFile(target.read_bytes(), name="preview.webm"), size
+
+
+def run_video(job, reporter) -> dict:
+    """Analyse the run's video against its scene and replace the run's frames and segments."""
+    from biovlm_web.anomalies.models import Segment, VideoRun
+
+    run = VideoRun.objects.filter(uuid=job.params["run"], scene__project=job.project).select_related("scene").first()
+    if run is None:
+        raise JobError("The video run of this job was deleted.")
+    if not run.scene.fitted:
+        raise JobError(f"Scene {run.scene.name!r} is not fitted yet; fit it on normal videos first.")
+    model = SceneModel.from_dict(run.scene.model, run.scene.name)
+    path = run.video.file.path
+    try:
+        result = analyse(path, model, reporter=reporter)
+    except (ValueError, VideoError) as error:
+        raise JobError(f"Analysing {run.video.original_name} failed: {error}") from error
+    # NOTE: segments are always explained from measured facts here; the VLM path of
+    # analysis.anomaly.reason is not wired to the model registry in the web job yet.
+    explain_segments(result, model, None, path, reporter)
+    data = result.as_dict(with_frames=True)
+    reporter.report("preview", 0.0, "Encoding a browser-playable preview")
+    preview = preview_file(run, path, model)
+    with transaction.atomic():
+        run.segments.all().delete()
+        Segment.objects.bulk_create([Segment(run=run, **row) for row in segment_rows(result)])
+        run.duration_s = result.duration_s
+        run.fps = model.fps
+        run.threshold = result.threshold
+        run.detector = result.detector
+        run.frames = data["frames"]
+        run.rule_hits = data["rule_hits"]
+        run.timings = data["timings"]
+        if run.preview.name:
+            run.preview.storage.delete(run.preview.name)
+        run.preview, (run.frame_width, run.frame_height) = preview
+        run.save()
+    return {
+        "run": str(run.uuid),
+        "run_url": reverse("anomaly-run-detail", args=[run.uuid]),
+        "segments": len(result.segments),
+    }
+
+
+register_job_kind(JobKind(name=FIT_KIND, title="Fit anomaly scene", function=run_fit, validate=_validate_fit))
+register_job_kind(JobKind(name=RUN_KIND, title="Anomaly video analysis", function=run_video, validate=_validate_run))

@@ -1,0 +1,38 @@
+/**
+ * Flagged segments from frame scores, computed in the browser as analysis.anomaly.pipeline
+ * find_segments computes them: runs of frames at or above the threshold, merged across gaps
+ * of at most `mergeGapS` seconds, and kept when they last at least `minLengthS`.
+ */
+
+export const MERGE_GAP_S = 1.0
+export const MIN_LENGTH_S = 0.5
+
+/** Returns [{startS, endS, first, last}] for the frames whose score is at or above `threshold`. */
+export function findSegments(times, scores, threshold, frameS, mergeGapS = MERGE_GAP_S, minLengthS = MIN_LENGTH_S) {
+  const runs = []
+  for (let index = 0; index < scores.length; index += 1) {
+    if (!(scores[index] >= threshold)) continue
+    const previous = runs[runs.length - 1]
+    if (previous && times[index] - times[previous[1]] <= mergeGapS + frameS) {
+      previous[1] = index
+    } else {
+      runs.push([index, index])
+    }
+  }
+  return runs
+    .filter(([first, last]) => times[last] - times[first] + frameS >= minLengthS)
+    .map(([first, last]) => ({ first, last, startS: times[first], endS: times[last] + frameS }))
+}
+
+/** Returns the index of the last frame whose time is at or before `timeS`, or 0 before the first. */
+export function frameIndexAt(times, timeS) {
+  let low = 0
+  let high = times.length - 1
+  if (high < 0 || timeS <= times[0]) return 0
+  while (low < high) {
+    const middle = Math.ceil((low + high) / 2)
+    if (times[middle] <= timeS) low = middle
+    else high = middle - 1
+  }
+  return low
+}

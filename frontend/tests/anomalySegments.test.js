@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest'
+import { findSegments, frameIndexAt } from '../src/anomalies/segments.js'
+
+// Ten frames per second for three seconds.
+const times = Array.from({ length: 30 }, (_, index) => index / 10)
+
+function scoresAbove(indices) {
+  return times.map((_, index) => (indices.includes(index) ? 0.9 : 0.1))
+}
+
+describe('findSegments', () => {
+  it('returns one run of high frames with the frame length added to its end', () => {
+    const segments = findSegments(times, scoresAbove([5, 6, 7, 8, 9, 10]), 0.5, 0.1)
+    expect(segments).toHaveLength(1)
+    expect(segments[0].startS).toBeCloseTo(0.5)
+    expect(segments[0].endS).toBeCloseTo(1.1)
+  })
+
+  it('merges runs across a gap of at most the merge gap', () => {
+    const segments = findSegments(times, scoresAbove([2, 3, 4, 5, 6, 14, 15, 16, 17, 18]), 0.5, 0.1)
+    expect(segments.map((segment) => [segment.first, segment.last])).toEqual([[2, 18]])
+  })
+
+  it('keeps runs apart across a longer gap', () => {
+    const segments = findSegments(times, scoresAbove([0, 1, 2, 3, 4, 5, 24, 25, 26, 27, 28, 29]), 0.5, 0.1)
+    expect(segments.map((segment) => [segment.first, segment.last])).toEqual([[0, 5], [24, 29]])
+  })
+
+  it('drops runs shorter than the minimum length', () => {
+    expect(findSegments(times, scoresAbove([12, 13]), 0.5, 0.1)).toEqual([])
+  })
+
+  it('counts a score equal to the threshold as above it', () => {
+    const scores = times.map((_, index) => (index >= 10 && index < 20 ? 0.5 : 0))
+    expect(findSegments(times, scores, 0.5, 0.1)).toHaveLength(1)
+    expect(findSegments(times, scores, 0.51, 0.1)).toHaveLength(0)
+  })
+})
+
+describe('frameIndexAt', () => {
+  it('returns the last frame at or before the time', () => {
+    expect(frameIndexAt(times, -1)).toBe(0)
+    expect(frameIndexAt(times, 0.15)).toBe(1)
+    expect(frameIndexAt(times, 0.2)).toBe(2)
+    expect(frameIndexAt(times, 99)).toBe(29)
+  })
+})

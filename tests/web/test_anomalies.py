@@ -1,0 +1,428 @@
+"""The anomalies app: scenes, video runs, segments and verdicts through the API, the jobs and the pages."""
+
+import hashlib
+
+import pytest
+from django.core.files.base import ContentFile
+from django.urls import reverse
+
+from analysis.anomaly.metrics import temporal_iou
+from analysis.anomaly.simulate import lab_rules, simulate_video
+from biovlm_web.anomalies.models import Scene, Segment, VideoRun
+from biovlm_web.core.models import ShareLink
+from biovlm_web.uploads.models import DataFile, Dataset
+from tests.conftest import start_worker
+
+pytestmark = pytest.mark.django_db
+
+# Small and short, so that fitting and analysing take about a second each.
+VIDEO_OPTIONS = {"duration_s": 10.0, "fps": 10.0, "size": (160, 120)}
+
+
+def store_video(project, path, name=None) -> DataFile:
+    content = path.read_bytes()
+    dataset, _ = Dataset.objects.get_or_create(project=project, name="Videos")
+    item = DataFile(
+        dataset=dataset,
+        original_name=name or path.name,
+        extension=".mp4",
+        size=len(content),
+        sha256=hashlib.sha256(content).hexdigest(),
+        kind=DataFile.Kind.VIDEO,
+        content_type="video/mp4",
+    )
+    item.file.save(path.name, ContentFile(content), save=True)
+    return item
+
+
+@pytest.fixture
+def videos(tmp_path, personas):
+    normal = tmp_path / "normal.mp4"
+    anomalous = tmp_path / "restricted.mp4"
+    simulate_video(normal, None, seed=1, **VIDEO_OPTIONS)
+    truth = simulate_video(anomalous, "restricted_zone", seed=2, **VIDEO_OPTIONS)
+    project = personas["project"]
+    return {"normal": store_video(project, normal), "anomalous": store_video(project, anomalous), "truth": truth}
+
+
+def api_as(api_client, user):
+    api_client.force_authenticate(user)
+    return api_client
+
+
+def create_scene(api_client, personas, videos, **extra):
+    body = {
+        "project": str(personas["project"].uuid),
+        "name": "Bench 1",
+        "normal_videos": [str(videos["normal"].uuid)],
+        "rules": lab_rules().as_dict(),
+        "options": {"max_side": 160},
+        **extra,
+    }
+    return api_as(api_client, personas["owner"]).post("/api/scenes/", body, format="json")
+
+
+def known_run(scene, video, user) -> VideoRun:
+    """A run with one flagged segment, as the analysis job stores it, without running the job."""
+    run = VideoRun.objects.create(scene=scene, video=video, duration_s=10.0, fps=10.0, threshold=0.5, created_by=user)
+    Segment.objects.create(
+        run=run,
+        start_s=6.0,
+        end_s=9.0,
+        peak_score=1.0,
+        peak_s=7.0,
+        category="restricted_zone",
+        category_label="entry into a restricted zone",
+        facts={"components": [], "track_ids": [1]},
+        rules=[{"rule": "restricted_zone", "track_id": 1, "start_s": 6.0, "end_s": 9.0}],
+        reasoning="Track 1 entered <restricted>.",
+        path=Segment.Path.MEASURED,
+    )
+    return run
+
+
+# --- Scenes -----------------------------------------------------------------------------------
+
+
+def test_scene_create_stores_rules(api_client, personas, videos):
+    response = create_scene(api_client, personas, videos)
+    assert response.status_code == 201, response.json()
+    scene = response.json()
+    assert scene["normal_videos"] == [str(videos["normal"].uuid)]
+    assert [zone["name"] for zone in scene["rules"]["zones"]] == ["rack", "work", "storage", "restricted"]
+    assert scene["options"] == {"fps": 10.0, "max_side": 160}
+    assert scene["fitted"] is False
+
+
+def test_scene_rejects_invalid_rules(api_client, personas, videos):
+    rules = {"zones": [{"name": "rack", "kind": "storage", "polygon": [[0, 0], [1, 1]]}]}
+    response = create_scene(api_client, personas, videos, rules=rules)
+    assert response.status_code == 400
+    assert "polygon of at least 3 points" in response.json()["errors"]["rules"][0]
+
+
+def test_scene_rejects_invalid_options(api_client, personas, videos):
+    response = create_scene(api_client, personas, videos, options={"fps": 500})
+    assert response.status_code == 400
+    assert "fps must be a number from 1.0 to 30.0" in response.json()["errors"]["options"][0]
+
+
+def test_scene_rejects_non_video_file(api_client, personas, videos):
+    videos["normal"].kind = DataFile.Kind.IMAGE
+    videos["normal"].save()
+    response = create_scene(api_client, personas, videos)
+    assert response.status_code == 400
+    assert "Not video files: normal.mp4" in response.json()["errors"]["normal_videos"][0]
+
+
+def test_runs_need_fitted_scene(api_client, personas, videos):
+    scene = create_scene(api_client, personas, videos).json()
+    response = api_client.post(
+        f"/api/scenes/{scene['uuid']}/runs/", {"videos": [str(videos["anomalous"].uuid)]}, format="json"
+    )
+    assert response.status_code == 400
+    assert "not fitted yet" in response.json()["errors"]["videos"][0]
+
+
+def test_scene_permissions(api_client, personas, videos):
+    scene = create_scene(api_client, personas, videos).json()
+    url = f"/api/scenes/{scene['uuid']}/"
+    api_client.force_authenticate(None)
+    assert api_client.get(url).status_code == 401
+    assert api_as(api_client, personas["member"]).get(url).status_code == 200
+    assert api_as(api_client, personas["stranger"]).get(url).status_code == 404
+    assert api_client.post(f"{url}fit/").status_code == 404
+    assert api_client.get("/api/scenes/").json()["count"] == 0
+
+
+def test_scene_page_permissions(client, personas, videos, api_client):
+    scene = Scene.objects.get(uuid=create_scene(api_client, personas, videos).json()["uuid"])
+    url = reverse("anomaly-scene-detail", args=[scene.uuid])
+    assert client.get(url).status_code == 302
+    client.force_login(personas["stranger"])
+    assert client.get(url).status_code == 404
+    client.force_login(personas["member"])
+    html = client.get(url).content.decode()
+    assert "Bench 1" in html
+    editor = client.get(url).context["editor"]
+    assert [zone["name"] for zone in editor["rules"]["zones"]] == ["rack", "work", "storage", "restricted"]
+    assert editor["frame_url"] == reverse("anomaly-scene-frame", args=[scene.uuid])
+    assert 'data-component="scene-editor"' in html
+
+
+# --- Segments and verdicts --------------------------------------------------------------------
+
+
+@pytest.fixture
+def run(api_client, personas, videos):
+    scene = Scene.objects.get(uuid=create_scene(api_client, personas, videos).json()["uuid"])
+    return known_run(scene, videos["anomalous"], personas["owner"])
+
+
+def test_verdict_history_kept(api_client, personas, run):
+    segment = run.segments.get()
+    url = f"/api/segments/{segment.uuid}/verdicts/"
+    member = api_as(api_client, personas["member"])
+    assert member.post(url, {"decision": "confirm"}, format="json").status_code == 201
+    relabel = member.post(url, {"decision": "relabel", "category": "wrong_placement"}, format="json")
+    assert relabel.status_code == 201
+    adjusted = member.post(url, {"decision": "adjust", "start_s": 5.5, "end_s": 9.5}, format="json").json()
+    assert adjusted["category"] == "wrong_placement"
+    assert (adjusted["start_s"], adjusted["end_s"]) == (5.5, 9.5)
+    assert adjusted["user"] == "member"
+
+    history = member.get(f"/api/verdicts/?segment={segment.uuid}").json()["results"]
+    assert [item["decision"] for item in history] == ["adjust", "relabel", "confirm"]
+    assert member.get(f"/api/segments/{segment.uuid}/").json()["verdict"]["decision"] == "adjust"
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({"decision": "relabel"}, "category", "relabel needs the new category."),
+        ({"decision": "adjust", "start_s": 2}, "start_s", "adjust needs both start_s and end_s."),
+        ({"decision": "adjust", "start_s": 4, "end_s": 3}, "end_s", "must be after start_s"),
+        ({"decision": "adjust", "start_s": 4, "end_s": 30}, "end_s", "past the end of the video (10.000 s)"),
+        ({"decision": "relabel", "category": "alien"}, "category", "not a valid choice"),
+    ],
+)
+def test_verdict_rejects_invalid(api_client, personas, run, body, field, message):
+    segment = run.segments.get()
+    response = api_as(api_client, personas["owner"]).post(
+        f"/api/segments/{segment.uuid}/verdicts/", body, format="json"
+    )
+    assert response.status_code == 400
+    assert message in response.json()["errors"][field][0]
+
+
+def test_segment_permissions(api_client, personas, run):
+    segment = run.segments.get()
+    api_client.force_authenticate(None)
+    assert api_client.get(f"/api/segments/{segment.uuid}/").status_code == 401
+    stranger = api_as(api_client, personas["stranger"])
+    assert stranger.get(f"/api/segments/{segment.uuid}/").status_code == 404
+    assert stranger.post(f"/api/segments/{segment.uuid}/verdicts/", {"decision": "confirm"}).status_code == 404
+    assert stranger.get(f"/api/video-runs/{run.uuid}/").status_code == 404
+    assert stranger.get(f"/api/video-runs/{run.uuid}/export/").status_code == 404
+
+
+def test_exports_follow_verdicts(api_client, personas, run):
+    owner = api_as(api_client, personas["owner"])
+    unreviewed = owner.get(f"/api/video-runs/{run.uuid}/export/").json()
+    assert unreviewed == {"videos": [{"video": "restricted.mp4", "duration_s": 10.0, "segments": []}]}
+
+    segment = run.segments.get()
+    owner.post(f"/api/segments/{segment.uuid}/verdicts/", {"decision": "adjust", "start_s": 6.0, "end_s": 8.0})
+    reviewed = owner.get(f"/api/video-runs/{run.uuid}/export/?export_format=json").json()
+    assert reviewed["videos"][0]["segments"] == [{"start_s": 6.0, "end_s": 8.0, "category": "restricted_zone"}]
+    ucf = owner.get(f"/api/video-runs/{run.uuid}/export/?export_format=ucf").content.decode()
+    assert ucf.split() == ["restricted.mp4", "restricted_zone", "60", "79", "-1", "-1"]
+
+    owner.post(f"/api/segments/{segment.uuid}/verdicts/", {"decision": "reject"})
+    rejected = owner.get(f"/api/scenes/{run.scene.uuid}/export/").json()
+    assert rejected["videos"][0]["segments"] == []
+
+
+def test_metrics_against_verdicts(api_client, personas, run, videos):
+    owner = api_as(api_client, personas["owner"])
+    assert owner.get(f"/api/scenes/{run.scene.uuid}/metrics/").json() == {"reviewed_videos": 0}
+
+    segment = run.segments.get()
+    owner.post(f"/api/segments/{segment.uuid}/verdicts/", {"decision": "adjust", "start_s": 6.0, "end_s": 10.0})
+    metrics = owner.get(f"/api/scenes/{run.scene.uuid}/metrics/").json()
+    assert metrics["reviewed_videos"] == 1
+    assert metrics["videos"]["precision"] == 1.0
+    assert metrics["segments"]["miou"] == pytest.approx(0.75)
+    assert metrics["segments"]["recall@0.5"] == 1.0
+
+    owner.post(f"/api/segments/{segment.uuid}/verdicts/", {"decision": "reject"})
+    rejected = owner.get(f"/api/scenes/{run.scene.uuid}/metrics/").json()
+    assert rejected["videos"]["fp"] == 1
+    assert rejected["segments"]["miou"] is None
+
+
+def test_review_page_share_link(client, personas, run):
+    url = reverse("anomaly-run-detail", args=[run.uuid])
+    client.force_login(personas["stranger"])
+    assert client.get(url).status_code == 404
+
+    client.force_login(personas["owner"])
+    html = client.get(url).content.decode()
+    assert "Track 1 entered &lt;restricted&gt;." in html
+    assert "measured facts" in html
+    assert "Share links" in html
+    link = ShareLink.objects.create(project=run.project, target=run, created_by=personas["owner"])
+
+    client.logout()
+    assert client.get(url).status_code == 302
+    client.get(reverse("share-open", args=[link.token]))
+    shared = client.get(url).content.decode()
+    assert "read-only" in shared
+    assert "Share links" not in shared
+
+
+# --- Jobs -------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fit_and_run_find_anomaly(api_client, personas, videos, redis_conn):
+    scene = create_scene(api_client, personas, videos).json()
+    fit = api_client.post(f"/api/scenes/{scene['uuid']}/fit/")
+    assert fit.status_code == 202, fit.json()
+    worker = start_worker()
+    output, _ = worker.communicate(timeout=120)
+    assert worker.returncode == 0, output.decode(errors="replace")
+    fitted = api_client.get(f"/api/scenes/{scene['uuid']}/").json()
+    assert fitted["fit_status"] == "succeeded", output.decode(errors="replace")
+    assert fitted["fitted"] is True
+
+    runs = api_client.post(
+        f"/api/scenes/{scene['uuid']}/runs/",
+        {"videos": [str(videos["anomalous"].uuid), str(videos["normal"].uuid)]},
+        format="json",
+    )
+    assert runs.status_code == 201, runs.json()
+    worker = start_worker()
+    output, _ = worker.communicate(timeout=120)
+    assert worker.returncode == 0, output.decode(errors="replace")
+    by_name = {
+        item["video_name"]: item for item in api_client.get(f"/api/video-runs/?scene={scene['uuid']}").json()["results"]
+    }
+    assert {item["job_status"] for item in by_name.values()} == {"succeeded"}, output.decode(errors="replace")
+
+    anomalous = by_name["restricted.mp4"]
+    detail = api_client.get(f"/api/video-runs/{anomalous['uuid']}/").json()
+    assert len(detail["frames"]) == 100
+    assert {"time_s", "score", "tracks"} <= set(detail["frames"][0])
+    segments = api_client.get(f"/api/segments/?run={anomalous['uuid']}").json()["results"]
+    truth = videos["truth"].anomalies[0]
+    overlaps = [temporal_iou((item["start_s"], item["end_s"]), (truth.start_s, truth.end_s)) for item in segments]
+    assert max(overlaps) > 0.3, segments
+    best = segments[overlaps.index(max(overlaps))]
+    assert best["path"] == "measured"
+    assert best["reasoning"]
+    assert best["category"] == "restricted_zone"
+
+    run = VideoRun.objects.get(uuid=anomalous["uuid"])
+    assert (run.frame_width, run.frame_height) == (160, 120)
+    assert run.preview.read(4) == b"\x1a\x45\xdf\xa3"  # the EBML magic number that starts a WebM file
+
+
+# --- Pages ------------------------------------------------------------------------------------
+
+
+def test_scene_create_page(client, personas, videos):
+    client.force_login(personas["member"])
+    project_page = client.get(reverse("project-detail", args=[personas["project"].uuid])).content.decode()
+    assert "Anomaly scenes" in project_page
+    response = client.post(
+        reverse("anomaly-scene-create", args=[personas["project"].uuid]),
+        {"name": "Bench 2", "normal_videos": [str(videos["normal"].uuid)]},
+    )
+    scene = Scene.objects.get(name="Bench 2")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("anomaly-scene-detail", args=[scene.uuid])
+    assert list(scene.normal_videos.all()) == [videos["normal"]]
+
+    frame = client.get(reverse("anomaly-scene-frame", args=[scene.uuid]))
+    assert frame["Content-Type"] == "image/png"
+    assert frame.content.startswith(b"\x89PNG")
+    client.force_login(personas["stranger"])
+    assert client.get(reverse("anomaly-scene-frame", args=[scene.uuid])).status_code == 404
+
+
+def test_scene_create_rejects_other_project_file(client, personas, videos, tmp_path):
+    other_path = tmp_path / "other.mp4"
+    simulate_video(other_path, None, seed=3, **VIDEO_OPTIONS)
+    other = store_video(personas["other_project"], other_path)
+    client.force_login(personas["owner"])
+    response = client.post(
+        reverse("anomaly-scene-create", args=[personas["project"].uuid]),
+        {"name": "Bench 3", "normal_videos": [str(other.uuid)]},
+        follow=True,
+    )
+    assert f"has the UUID {other.uuid}" in response.content.decode()
+    assert not Scene.objects.filter(name="Bench 3").exists()
+
+
+def test_run_video_ranges(client, personas, run):
+    run.preview.save("preview.webm", ContentFile(bytes(range(256)) * 4), save=True)
+    url = reverse("anomaly-run-video", args=[run.uuid])
+    client.force_login(personas["member"])
+    whole = client.get(url)
+    assert whole.status_code == 200
+    assert whole["Accept-Ranges"] == "bytes"
+    part = client.get(url, HTTP_RANGE="bytes=10-19")
+    assert part.status_code == 206
+    assert part["Content-Range"] == "bytes 10-19/1024"
+    assert part.content == bytes(range(10, 20))
+    tail = client.get(url, HTTP_RANGE="bytes=-4")
+    assert tail.content == bytes(range(252, 256))
+    assert client.get(url, HTTP_RANGE="bytes=2000-").status_code == 416
+    client.force_login(personas["stranger"])
+    assert client.get(url).status_code == 404
+
+
+def test_shared_review_exports(client, personas, run):
+    link = ShareLink.objects.create(project=run.project, target=run, created_by=personas["owner"])
+    segment = run.segments.get()
+    segment.verdicts.create(decision="confirm", category="restricted_zone", start_s=6.0, end_s=9.0)
+    export_url = reverse("anomaly-run-export", args=[run.uuid, "ucf"])
+    assert client.get(export_url).status_code == 404
+
+    client.get(reverse("share-open", args=[link.token]))
+    assert client.get(export_url).content.decode().split() == [
+        "restricted.mp4",
+        "restricted_zone",
+        "60",
+        "89",
+        "-1",
+        "-1",
+    ]
+    exported = client.get(reverse("anomaly-run-export", args=[run.uuid, "json"])).json()
+    assert exported["videos"][0]["segments"] == [{"start_s": 6.0, "end_s": 9.0, "category": "restricted_zone"}]
+    review = client.get(reverse("anomaly-run-detail", args=[run.uuid])).context["review"]
+    assert review["read_only"] is True
+    assert review["segments"][0]["verdict"]["decision"] == "confirm"
+
+
+def test_scene_upload_videos(client, personas, run, tmp_path):
+    scene = run.scene
+    first, second = tmp_path / "upload-a.mp4", tmp_path / "upload-b.mp4"
+    simulate_video(first, None, seed=4, **VIDEO_OPTIONS)
+    simulate_video(second, "spill", seed=5, **VIDEO_OPTIONS)
+    url = reverse("anomaly-scene-upload", args=[scene.uuid])
+    client.force_login(personas["member"])
+    with first.open("rb") as normal:
+        response = client.post(url, {"purpose": "normal", "videos": [normal]}, follow=True)
+    assert "Stored upload-a.mp4 as normal videos." in response.content.decode()
+    assert "upload-a.mp4" in [item.original_name for item in scene.normal_videos.all()]
+
+    scene.model = {"threshold": 0.5}
+    scene.save()
+    with first.open("rb") as one, second.open("rb") as two:
+        response = client.post(url, {"purpose": "review", "videos": [one, two]}, follow=True)
+    assert "as videos to analyse" in response.content.decode()
+    runs = VideoRun.objects.filter(scene=scene, video__dataset__name="Scene videos")
+    assert sorted(item.video.original_name for item in runs) == ["upload-a.mp4", "upload-b.mp4"]
+    assert all(item.job.kind == "anomaly_video_run" for item in runs)
+
+
+def test_scene_upload_rejects_non_video(client, personas, run, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not a video")
+    client.force_login(personas["owner"])
+    with text.open("rb") as handle:
+        response = client.post(
+            reverse("anomaly-scene-upload", args=[run.scene.uuid]),
+            {"purpose": "normal", "videos": [handle]},
+            follow=True,
+        )
+    assert "Nothing was stored" in response.content.decode()
+    assert not DataFile.objects.filter(original_name="notes.txt").exists()
+    client.force_login(personas["stranger"])
+    with text.open("rb") as handle:
+        response = client.post(
+            reverse("anomaly-scene-upload", args=[run.scene.uuid]), {"purpose": "normal", "videos": [handle]}
+        )
+    assert response.status_code == 404
