@@ -25,9 +25,14 @@ from biovlm_web.core.access import can_change, is_member, request_can_view
 from biovlm_web.core.models import Project, ShareLink
 from biovlm_web.core.views import ShareLinkForm, _login_url
 from biovlm_web.uploads.handlers import disk_upload_handlers
-from biovlm_web.uploads.ingest import Received, clean_filename, inspect_received, reject_empty, store_files, too_large
+from biovlm_web.uploads.ingest import (
+    Received,
+    receive_uploaded_file,
+    store_files,
+    too_large,
+)
 from biovlm_web.uploads.models import DataFile, Dataset
-from biovlm_web.uploads.storage import UploadError, sha256_of_file
+from biovlm_web.uploads.storage import UploadError
 
 logger = logging.getLogger(__name__)
 
@@ -238,18 +243,13 @@ SCENE_DATASET_NAME = "Scene videos"
 
 
 def _received_video(uploaded_file) -> Received:
-    try:
-        name = clean_filename(uploaded_file.name)
-    except ValueError as error:
-        raise UploadError(str(error)) from error
-    if uploaded_file.size == 0:
-        raise reject_empty(name)
-    inspection = inspect_received(uploaded_file.temporary_file_path(), name)
-    if inspection.file_type.kind != DataFile.Kind.VIDEO:
+    received = receive_uploaded_file(uploaded_file)
+    if received.inspection.file_type.kind != DataFile.Kind.VIDEO:
         raise UploadError(
-            f"{name} is not a video ({inspection.file_type.kind}); upload MP4, MOV, AVI, MKV or WebM files."
+            f"{received.filename} is not a video ({received.inspection.file_type.kind}); "
+            "upload MP4, MOV, AVI, MKV or WebM files."
         )
-    return Received(name, uploaded_file, uploaded_file.size, sha256_of_file(uploaded_file), inspection)
+    return received
 
 
 @csrf_exempt

@@ -34,15 +34,12 @@ from biovlm_web.tomograms.models import Tomogram, TomogramRun
 from biovlm_web.tomograms.results import EXPORT_FORMATS, class_radius
 from biovlm_web.uploads.handlers import disk_upload_handlers
 from biovlm_web.uploads.ingest import (
-    Received,
-    clean_filename,
-    inspect_received,
-    reject_empty,
+    receive_uploaded_file,
     store_files,
     too_large,
 )
 from biovlm_web.uploads.models import DataFile
-from biovlm_web.uploads.storage import UploadError, sha256_of_file
+from biovlm_web.uploads.storage import UploadError
 
 logger = logging.getLogger(__name__)
 
@@ -137,17 +134,6 @@ def tomogram_register(request, uuid):
     return redirect("tomogram-detail", uuid=tomogram.uuid)
 
 
-def _received(uploaded_file) -> Received:
-    try:
-        name = clean_filename(uploaded_file.name)
-    except ValueError as error:
-        raise UploadError(str(error)) from error
-    if uploaded_file.size == 0:
-        raise reject_empty(name)
-    inspection = inspect_received(uploaded_file.temporary_file_path(), name)
-    return Received(name, uploaded_file, uploaded_file.size, sha256_of_file(uploaded_file), inspection)
-
-
 @csrf_exempt
 @login_required
 @require_POST
@@ -189,8 +175,8 @@ def _tomogram_upload(request, uuid):
     unit = request.POST.get("reference_unit") or None
 
     try:
-        received_volumes = [_received(item) for item in volumes]
-        received_references = [_received(item) for item in references]
+        received_volumes = [receive_uploaded_file(item) for item in volumes]
+        received_references = [receive_uploaded_file(item) for item in references]
     except UploadError as error:
         logger.info("Tomogram upload to project %s by %s rejected: %s", project.uuid, request.user, error.detail)
         messages.error(request, f"Nothing was stored: {error.detail}")
@@ -265,7 +251,7 @@ def _tomogram_references(request, uuid):
         messages.error(request, "Choose one or more reference pick files.")
         return back
     try:
-        received = [_received(item) for item in references]
+        received = [receive_uploaded_file(item) for item in references]
     except UploadError as error:
         logger.info("References for tomogram %s by %s rejected: %s", tomogram.uuid, request.user, error.detail)
         messages.error(request, f"Nothing was stored: {error.detail}")

@@ -25,12 +25,11 @@ from rest_framework.response import Response
 from biovlm_web.core.access import projects_for
 from biovlm_web.uploads.handlers import disk_upload_handlers
 from biovlm_web.uploads.ingest import (
-    Received,
     abort_upload,
     clean_filename,
     complete_upload,
-    inspect_received,
     normalise_sha256,
+    receive_uploaded_file,
     reject_empty,
     store_files,
     too_large,
@@ -47,7 +46,7 @@ from biovlm_web.uploads.serializers import (
     UploadSessionCreateSerializer,
     UploadSessionSerializer,
 )
-from biovlm_web.uploads.storage import UploadError, format_size, receive_chunk, sha256_of_file, temp_dir
+from biovlm_web.uploads.storage import UploadError, format_size, receive_chunk, temp_dir
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +179,7 @@ class DatasetViewSet(UploadErrorMixin, mixins.ListModelMixin, mixins.RetrieveMod
         received, errors = [], []
         for uploaded_file in uploaded:
             try:
-                received.append(_check_uploaded_file(uploaded_file))
+                received.append(receive_uploaded_file(uploaded_file))
             except UploadError as error:
                 errors.append(error)
         if errors:
@@ -196,17 +195,6 @@ def _display_name(raw: str) -> str:
         return clean_filename(raw)
     except ValueError:
         return repr(raw)
-
-
-def _check_uploaded_file(uploaded_file) -> Received:
-    try:
-        name = clean_filename(uploaded_file.name)
-    except ValueError as error:
-        raise UploadError(str(error), code="invalid_filename", file=uploaded_file.name) from error
-    if uploaded_file.size == 0:
-        raise reject_empty(name)
-    inspection = inspect_received(uploaded_file.temporary_file_path(), name)
-    return Received(name, uploaded_file, uploaded_file.size, sha256_of_file(uploaded_file), inspection)
 
 
 def _rejected_files_response(errors: list[UploadError], file_count: int) -> Response:

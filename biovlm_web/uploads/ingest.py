@@ -160,6 +160,21 @@ def store_files(
     return stored
 
 
+def receive_uploaded_file(uploaded_file) -> Received:
+    """Check the name and size of a file Django has written to disk, sniff its type and hash it.
+
+    Raises UploadError for a name that cannot be stored or an empty file.
+    """
+    try:
+        name = clean_filename(uploaded_file.name)
+    except ValueError as error:
+        raise UploadError(str(error), code="invalid_filename", file=uploaded_file.name) from error
+    if uploaded_file.size == 0:
+        raise reject_empty(name)
+    inspection = inspect_received(uploaded_file.temporary_file_path(), name)
+    return Received(name, uploaded_file, uploaded_file.size, sha256_of_file(uploaded_file), inspection)
+
+
 def reject_empty(filename: str) -> UploadError:
     return UploadError(
         f"{filename} is empty (0 bytes). Empty files are not stored, so check that you picked the right file.",
