@@ -3,6 +3,7 @@ import {
   circleAt,
   classColor,
   countByClass,
+  drawOrder,
   filterIndices,
   formToParams,
   parseMrcHeader,
@@ -157,5 +158,33 @@ describe('classColor', () => {
     const colours = ['apo-ferritin', 'beta-amylase', 'beta-galactosidase', 'ribosome', 'thyroglobulin', 'virus-like-particle'].map(classColor)
     expect(new Set(colours).size).toBe(6)
     expect(classColor('unknown')).toBe('#888888')
+  })
+})
+
+describe('drawOrder', () => {
+  const indices = Array.from({ length: 1000 }, (_, i) => i)
+
+  it('keeps every index exactly once', () => {
+    const order = drawOrder(indices)
+    expect(order).toHaveLength(1000)
+    expect(new Set(order).size).toBe(1000)
+  })
+
+  it('puts prioritised indices first in their order', () => {
+    const order = drawOrder(indices, new Set([900, 5, 42]))
+    expect(order.slice(0, 3)).toEqual([5, 42, 900])
+    expect(order.slice(3)).not.toContain(42)
+  })
+
+  it('gives the same order for the same seed', () => {
+    expect(drawOrder(indices)).toEqual(drawOrder(indices))
+    expect(drawOrder(indices, new Set(), 2)).not.toEqual(drawOrder(indices))
+  })
+
+  it('makes a prefix a spread-out subsample', () => {
+    const prefix = drawOrder(indices).slice(0, 100)
+    const inFirstHalf = prefix.filter((i) => i < 500).length
+    expect(inFirstHalf).toBeGreaterThan(30)
+    expect(inFirstHalf).toBeLessThan(70)
   })
 })

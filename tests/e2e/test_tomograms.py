@@ -161,7 +161,8 @@ def test_tomogram_upload_run_explore_share(live_asgi, worker, personas, new_cont
     screenshot(visitor, "tomogram-run-shared")
 
 
-def test_3d_view_of_100000_particles(live_asgi, personas, client, new_context, tmp_path):
+@pytest.mark.parametrize("count", [100_000, 5_000])
+def test_3d_view_frame_rate(live_asgi, personas, client, new_context, tmp_path, count):
     from analysis.cryoet.classes import CLASS_NAMES
     from tests.web.tomogram_data import upload_tomogram
 
@@ -171,7 +172,6 @@ def test_3d_view_of_100000_particles(live_asgi, personas, client, new_context, t
     from biovlm_web.tomograms.models import Tomogram
 
     rng = np.random.default_rng(0)
-    count = 100_000
     # The particles fill the bounds of a full-size benchmark tomogram (630 x 630 x 184 voxels at
     # 10 Å), so they are as small on screen as in real data. The slices stay those of the small file.
     extent = np.array([6300.0, 6300.0, 1840.0])
@@ -192,8 +192,37 @@ def test_3d_view_of_100000_particles(live_asgi, personas, client, new_context, t
     run_view = page.locator(".tomogram-run")
     expect(run_view).to_have_attribute("data-view", "ready", timeout=60_000)
     assert run_view.get_attribute("data-particles") == str(count)
+    corners = page.evaluate(
+        """(({ scene, points }) => {
+            const [low, high] = points.bounds
+            const corners = []
+            for (const x of [low[0], high[0]]) for (const y of [low[1], high[1]]) for (const z of [low[2], high[2]])
+                corners.push(scene.projectPoint(x, y, z))
+            const rect = scene.renderer.domElement.getBoundingClientRect()
+            return { corners, width: rect.width, height: rect.height }
+        })(window.biovlm.tomogramRun)"""
+    )
+    for corner in corners["corners"]:
+        assert 0 <= corner["x"] <= corners["width"], f"a box corner is cut off the 3D view: {corner}"
+        assert 0 <= corner["y"] <= corners["height"], f"a box corner is cut off the 3D view: {corner}"
     fps = page.evaluate("window.biovlm.tomogramRun.measureFps(3000)")
     mode = "impostors" if page.evaluate("window.biovlm.tomogramRun.scene.impostors") else "instanced spheres"
-    print(f"\n3D view of {count} particles as {mode}: {fps:.1f} frames per second (Chromium, SwiftShader)")
+    print(
+        f"\n3D view of {count} particles as {mode} (Chromium, SwiftShader): "
+        f"{fps['interactive']:.1f} frames per second while orbiting ({fps['drawnWhileMoving']} drawn), "
+        f"{fps['full']:.1f} with all drawn"
+    )
+    assert 0 < fps["drawnWhileMoving"] < count
+    drawn = "(({ scene }) => scene.impostors ? scene.object.geometry.drawRange.count : scene.object.count)(window.biovlm.tomogramRun)"
+    assert page.evaluate(drawn) == count, "the full set is not drawn again after the camera stops"
+
+    # A real drag: the reduced set while the button is down, everything after release.
+    box = page.locator(".view3d canvas").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2 + 60, box["y"] + box["height"] / 2 + 20, steps=5)
+    assert page.evaluate(drawn) == fps["drawnWhileMoving"]
+    page.mouse.up()
+    assert page.evaluate(drawn) == count
     pixels = canvas_pixels(page, ".view3d canvas")
     assert coloured_fraction(pixels) > 0.01, "the 3D canvas shows no coloured particles"
