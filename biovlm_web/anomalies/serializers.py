@@ -72,7 +72,7 @@ class VideoRunSerializer(serializers.ModelSerializer):
         model = VideoRun
         fields = [
             "uuid", "scene", "video", "video_name", "job", "job_status", "duration_s", "fps", "threshold", "detector",
-            "segment_count", "timings", "created_at", "page_url",
+            "segment_count", "reasoner", "timings", "created_at", "page_url",
         ]  # fmt: skip
         read_only_fields = fields
 

@@ -461,6 +461,10 @@ def test_jobs_read_through_storage(api_client, client, personas, tmp_path):
 
         masks = api_client.get(f"/api/video-runs/{run.uuid}/masks/").json()
         assert_masks_follow_tracks(masks, run.frames)
+        reasoner = api_client.get(f"/api/video-runs/{run.uuid}/").json()["reasoner"]
+        assert reasoner["vlm_available"] is False
+        assert reasoner["reason"] == "no model is configured; set BIOVLM_MODEL_VLM."
+        assert reasoner["measured_segments"] == run.segments.count()
         client.force_login(personas["member"])
         served = client.get(reverse("anomaly-run-masks", args=[run.uuid]))
         assert json.loads(b"".join(served.streaming_content)) == masks
