@@ -60,6 +60,7 @@ class FrameFacts:
     foreground_fraction: float = 0.0
     occupancy: np.ndarray | None = None  # bool grid of cells with foreground
     jump_speed: float = 0.0  # frame widths per second, see FactTracker.jump_speed
+    masks: list[dict] = field(default_factory=list)  # analysis.anomaly.masks.track_masks, when kept
 
 
 @dataclass

@@ -16,6 +16,7 @@ import numpy as np
 
 from analysis.anomaly.detect import BackgroundDetector, median_background
 from analysis.anomaly.facts import FactTracker, FrameFacts
+from analysis.anomaly.masks import MAX_MASK_BYTES, bound_masks, track_masks
 from analysis.anomaly.rules import RuleHit, RuleMonitor, Rules
 from analysis.anomaly.scene import Component, SceneModel
 from analysis.anomaly.track import Tracker
@@ -79,6 +80,12 @@ class AnalysisResult:
     hits: list[RuleHit]
     timings: dict[str, float]
     detector: str
+    frame_size: tuple[int, int] = (0, 0)
+
+    def masks_dict(self, max_bytes: int = MAX_MASK_BYTES) -> dict:
+        """Return the kept track masks per frame as polygons, bounded by analysis.anomaly.masks.bound_masks."""
+        times = [round(float(t), 3) for t in self.times]
+        return bound_masks(times, [frame.masks for frame in self.frames], self.frame_size, max_bytes)
 
     def as_dict(self, with_frames: bool = True) -> dict:
         data = {
@@ -135,11 +142,13 @@ def observe(
     grid: tuple[int, int] = DEFAULT_GRID,
     reporter: ProgressReporter | None = None,
     max_seconds: float | None = None,
+    keep_masks: bool = False,
 ) -> Observation:
     """Decode, detect, track and measure ``path``, or its first ``max_seconds``; check ``rules`` on every frame.
 
     Without ``detector``, a BackgroundDetector is used, on ``background`` when given and
-    otherwise on the median of the video's first frames.
+    otherwise on the median of the video's first frames. With ``keep_masks``, each frame's
+    ``masks`` gets the tracked objects' masks as polygons, when the detector gives masks.
     """
     reporter = reporter or NullReporter()
     started = time.perf_counter()
@@ -176,6 +185,8 @@ def observe(
         detections = detector.detect_one(frame.image)
         tracked = tracker.update(detections)
         facts = fact_tracker.update(frame.index, frame.time_s, tracked, detections, detector.last_foreground)
+        if keep_masks:
+            facts.masks = track_masks(tracked, detections)
         frames.append(facts)
         hits.extend(monitor.update(frame.time_s, facts.tracks, facts.jump_speed))
         if duration and frame.time_s - last_report >= 1.0:
@@ -302,8 +313,12 @@ def analyse(
     min_length_s: float = 0.5,
     reporter: ProgressReporter | None = None,
     max_seconds: float | None = None,
+    keep_masks: bool = False,
 ) -> AnalysisResult:
-    """Score ``path``, or its first ``max_seconds``, against ``scene``; return frame scores and segments."""
+    """Score ``path``, or its first ``max_seconds``, against ``scene``; return frame scores and segments.
+
+    With ``keep_masks``, the result keeps the tracked objects' masks for ``masks_dict``.
+    """
     reporter = reporter or NullReporter()
     threshold = scene.threshold if threshold is None else threshold
     started = time.perf_counter()
@@ -311,7 +326,16 @@ def analyse(
     if detector is None:
         detector = BackgroundDetector(scene.background)
     observation = observe(
-        path, scene.rules, scene.fps, scene.max_side, scene.background, detector, scene.grid, reporter, max_seconds
+        path,
+        scene.rules,
+        scene.fps,
+        scene.max_side,
+        scene.background,
+        detector,
+        scene.grid,
+        reporter,
+        max_seconds,
+        keep_masks=keep_masks,
     )
     if detector_name != scene.detector:
         logger.warning(
@@ -349,4 +373,5 @@ def analyse(
         observation.hits,
         timings,
         detector_name,
+        observation.frame_size,
     )

@@ -4,6 +4,8 @@ Objects are reached through the requesting user's projects, so a stranger gets 4
 anonymous client 401. Share-link visitors read a run on its page, not through the API.
 """
 
+import json
+
 from django.db import transaction
 from django.http import HttpResponse
 from django.urls import reverse
@@ -16,11 +18,12 @@ from rest_framework.response import Response
 
 from biovlm_web.anomalies.jobs import FIT_KIND, RUN_KIND, clean_options, clean_rules
 from biovlm_web.anomalies.models import Scene, Segment, Verdict, VideoRun
-from biovlm_web.anomalies.reviews import export_json, export_ucf_crime, scene_metrics
+from biovlm_web.anomalies.reviews import add_reviewed_segment, export_json, export_ucf_crime, scene_metrics
 from biovlm_web.anomalies.serializers import (
     AddRunsSerializer,
     JobStartedSerializer,
     MetricsSerializer,
+    ReviewedSegmentCreateSerializer,
     SceneSerializer,
     SceneWriteSerializer,
     SegmentSerializer,
@@ -70,6 +73,14 @@ def export_response(runs, export_format: str, filename: str):
     response = Response(export_json(runs))
     response["Content-Disposition"] = f'attachment; filename="{filename}-annotations.json"'
     return response
+
+
+def check_span(run, start_s: float, end_s: float) -> None:
+    """Raise ValidationError on end_s unless start_s < end_s and end_s is within the run's video."""
+    if end_s <= start_s:
+        raise ValidationError({"end_s": [f"end_s ({end_s}) must be after start_s ({start_s})."]})
+    if run.duration_s is not None and end_s > run.duration_s + 1e-6:
+        raise ValidationError({"end_s": [f"end_s ({end_s}) is past the end of the video ({run.duration_s:.3f} s)."]})
 
 
 def submit(project, kind: str, params: dict, user, field: str):
@@ -221,6 +232,39 @@ class VideoRunViewSet(
         run = self.get_object()
         return export_response([run], request.query_params.get("export_format", "json"), f"run-{run.uuid}")
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, **ERRORS})
+    @action(detail=True, methods=["get"])
+    def masks(self, request, uuid=None):
+        """Return the track masks per analysed frame, as polygons in pixels of the analysed frame.
+
+        The object has ``format`` ("polygons"), ``frame_size`` [width, height], ``max_points``
+        per polygon, ``missing_from_s`` (the time from which masks were dropped to bound the
+        file's size, or null), and ``frames``: one list per frame of the run's ``frames``, each
+        item ``{"track_id", "polygons": [[x0, y0, x1, y1, ...], ...]}``.
+        """
+        run = self.get_object()
+        if not run.masks.name:
+            raise NotFound("This run has no masks; they are written when the analysis finishes.")
+        with run.masks.storage.open(run.masks.name, "rb") as handle:
+            return Response(json.load(handle))
+
+    @extend_schema(request=ReviewedSegmentCreateSerializer, responses={201: SegmentSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def segments(self, request, uuid=None):
+        """Confirm a span flagged on the timeline at another threshold; it is stored as a reviewed segment."""
+        run = self.get_object()
+        serializer = ReviewedSegmentCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        check_span(run, data["start_s"], data["end_s"])
+        try:
+            segment = add_reviewed_segment(
+                run, data["start_s"], data["end_s"], data["threshold"], data["category"], data["note"], request.user
+            )
+        except ValueError as error:
+            raise ValidationError({"span": [str(error)]}) from error
+        return Response(SegmentSerializer(segment).data, status=status.HTTP_201_CREATED)
+
 
 @extend_schema_view(
     list=extend_schema(
@@ -252,11 +296,7 @@ class SegmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         base = previous or segment
         start_s = data.get("start_s", base.start_s)
         end_s = data.get("end_s", base.end_s)
-        duration = segment.run.duration_s
-        if end_s <= start_s:
-            raise ValidationError({"end_s": [f"end_s ({end_s}) must be after start_s ({start_s})."]})
-        if duration is not None and end_s > duration + 1e-6:
-            raise ValidationError({"end_s": [f"end_s ({end_s}) is past the end of the video ({duration:.3f} s)."]})
+        check_span(segment.run, start_s, end_s)
         verdict = Verdict.objects.create(
             segment=segment,
             decision=data["decision"],

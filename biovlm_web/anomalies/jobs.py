@@ -1,11 +1,14 @@
 """The anomaly jobs: fit a scene model on normal videos, and analyse one video against a scene.
 
-Both use the weight-free detector (background subtraction) and explain segments from the
-measured facts, so no model files are needed.
+Both use the weight-free detector (background subtraction), so no model files are needed.
+Segments are explained by the VLM role of the model registry when it loads, and from the
+measured facts otherwise. Videos are read through the storage API into local temporary copies.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import tempfile
 from pathlib import Path
 
@@ -15,6 +18,8 @@ from django.urls import reverse
 
 from analysis.anomaly import Rules, SceneModel, VideoError, analyse, fit_scene
 from analysis.anomaly.reason import MEASURED, explain_segments
+from analysis.backends import ModelUnavailable
+from biovlm_web.anomalies.media import local_copy
 from biovlm_web.core.jobs import JobError, JobKind, register_job_kind
 
 FIT_KIND = "anomaly_fit_scene"
@@ -85,15 +90,15 @@ def run_fit(job, reporter) -> dict:
         raise JobError(f"Scene {scene.name!r} has no normal videos; choose at least one before fitting.")
     options = clean_options(scene.options)
     rules = Rules.from_dict(scene.rules)
-    # NOTE: reads the stored files by path, so it needs a storage on the local file system.
-    paths = [video.file.path for video in videos]
     reporter.log(
-        f"Fitting {scene.name!r} on {len(paths)} normal video(s): {', '.join(v.original_name for v in videos)}"
+        f"Fitting {scene.name!r} on {len(videos)} normal video(s): {', '.join(v.original_name for v in videos)}"
     )
-    try:
-        model = fit_scene(paths, rules, fps=options["fps"], max_side=options["max_side"], reporter=reporter)
-    except (ValueError, VideoError) as error:
-        raise JobError(f"Fitting the scene failed: {error}") from error
+    with contextlib.ExitStack() as stack:
+        paths = [stack.enter_context(local_copy(video.file, video.original_name)) for video in videos]
+        try:
+            model = fit_scene(paths, rules, fps=options["fps"], max_side=options["max_side"], reporter=reporter)
+        except (ValueError, VideoError) as error:
+            raise JobError(f"Fitting the scene failed: {error}") from error
     model.videos = [video.original_name for video in videos]
     scene.model = model.as_dict()
     scene.save(update_fields=["model"])
@@ -105,11 +110,21 @@ def run_fit(job, reporter) -> dict:
     }
 
 
+VLM_RECORD_KEYS = ("model", "description", "reasoning", "error")
+
+
 def segment_rows(result) -> list[dict]:
-    """Turn the explained segments of an AnalysisResult into Segment field values."""
+    """Turn the explained segments of an AnalysisResult into Segment field values.
+
+    ``facts["vlm"]`` keeps the VLM's model, scene description and reasoning, or its error
+    when the segment fell back to the measured facts.
+    """
     rows = []
     for segment in result.segments:
         explanation = segment.explanation or {}
+        facts = {"components": segment.components, "track_ids": segment.track_ids}
+        if explanation.get("vlm"):
+            facts["vlm"] = {key: explanation["vlm"][key] for key in VLM_RECORD_KEYS if key in explanation["vlm"]}
         rows.append(
             {
                 "start_s": segment.start_s,
@@ -118,13 +133,26 @@ def segment_rows(result) -> list[dict]:
                 "peak_s": segment.peak_s,
                 "category": explanation.get("category", "other"),
                 "category_label": explanation.get("category_label", ""),
-                "facts": {"components": segment.components, "track_ids": segment.track_ids},
+                "facts": facts,
                 "rules": segment.rules,
                 "reasoning": str(explanation.get("explanation", "")),
                 "path": "measured" if explanation.get("source", MEASURED) == MEASURED else "vlm",
             }
         )
     return rows
+
+
+def load_vlm(reporter):
+    """Return the registry's VLM and a record of it, or None and the reason it is unavailable."""
+    from biovlm_web.core.model_registry import get_registry
+
+    try:
+        vlm = get_registry().get("vlm")
+    except ModelUnavailable as error:
+        reporter.log(f"Explaining segments from the measured facts: the VLM is unavailable ({error.reason})")
+        return None, {"vlm_available": False, "source": error.source, "reason": error.reason}
+    reporter.log(f"Explaining segments with the VLM {vlm.info.version}")
+    return vlm, {"vlm_available": True, "source": vlm.info.source, "model": vlm.info.version}
 
 
 def preview_file(run, path: str, model: SceneModel):
@@ -150,20 +178,27 @@ def run_video(job, reporter) -> dict:
     if not run.scene.fitted:
         raise JobError(f"Scene {run.scene.name!r} is not fitted yet; fit it on normal videos first.")
     model = SceneModel.from_dict(run.scene.model, run.scene.name)
-    path = run.video.file.path
-    try:
-        result = analyse(path, model, reporter=reporter)
-    except (ValueError, VideoError) as error:
-        raise JobError(f"Analysing {run.video.original_name} failed: {error}") from error
-    # NOTE: segments are always explained from measured facts here; the VLM path of
-    # analysis.anomaly.reason is not wired to the model registry in the web job yet.
-    explain_segments(result, model, None, path, reporter)
+    with local_copy(run.video.file, run.video.original_name) as path:
+        try:
+            result = analyse(path, model, reporter=reporter, keep_masks=True)
+        except (ValueError, VideoError) as error:
+            raise JobError(f"Analysing {run.video.original_name} failed: {error}") from error
+        vlm, reasoner = load_vlm(reporter) if result.segments else (None, {})
+        explain_segments(result, model, vlm, path, reporter)
+        reporter.report("preview", 0.0, "Encoding a browser-playable preview")
+        preview = preview_file(run, path, model)
     data = result.as_dict(with_frames=True)
-    reporter.report("preview", 0.0, "Encoding a browser-playable preview")
-    preview = preview_file(run, path, model)
+    rows = segment_rows(result)
+    if result.segments:
+        reasoner["vlm_segments"] = sum(row["path"] == "vlm" for row in rows)
+        reasoner["measured_segments"] = len(rows) - reasoner["vlm_segments"]
+    masks = result.masks_dict()
+    if masks["missing_from_s"] is not None:
+        reporter.log(f"Masks after {masks['missing_from_s']:.1f} s were dropped to keep the masks file small")
+    masks_file = ContentFile(json.dumps(masks, separators=(",", ":")).encode(), name="masks.json")
     with transaction.atomic():
-        run.segments.all().delete()
-        Segment.objects.bulk_create([Segment(run=run, **row) for row in segment_rows(result)])
+        run.segments.filter(origin=Segment.Origin.ANALYSIS).delete()
+        Segment.objects.bulk_create([Segment(run=run, found_threshold=result.threshold, **row) for row in rows])
         run.duration_s = result.duration_s
         run.fps = model.fps
         run.threshold = result.threshold
@@ -171,9 +206,12 @@ def run_video(job, reporter) -> dict:
         run.frames = data["frames"]
         run.rule_hits = data["rule_hits"]
         run.timings = data["timings"]
-        if run.preview.name:
-            run.preview.storage.delete(run.preview.name)
+        run.reasoner = reasoner
+        for field_file in (run.preview, run.masks):
+            if field_file.name:
+                field_file.storage.delete(field_file.name)
         run.preview, (run.frame_width, run.frame_height) = preview
+        run.masks = masks_file
         run.save()
     return {
         "run": str(run.uuid),

@@ -1,9 +1,17 @@
-"""Browser-playable previews of analysed videos, a first frame for drawing zones, and ranged file responses."""
+"""Browser-playable previews of analysed videos, a first frame for drawing zones, and ranged file responses.
+
+Stored files are read through Django's storage API, never by their local path, so a remote
+storage such as S3 works too. Decoders that need a file get a local temporary copy.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
+import shutil
+import tempfile
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,6 +22,23 @@ from PIL import Image
 from analysis.anomaly.video import read_frames
 
 RANGE_PATTERN = re.compile(r"^bytes=(\d*)-(\d*)$")
+COPY_CHUNK_BYTES = 4 * 1024**2
+
+
+@contextlib.contextmanager
+def local_copy(field_file, name: str = "") -> Iterator[Path]:
+    """Copy a stored file through its storage into a temporary local file; yield that file's path.
+
+    The copy is called ``name`` (an uploaded file's original name, so that messages name it)
+    or keeps the stored name's extension, which some decoders use to pick a demuxer. It is
+    deleted when the block ends.
+    """
+    filename = Path(name).name or f"input{Path(field_file.name).suffix}"
+    with tempfile.TemporaryDirectory(prefix="biovlm-anomaly-") as folder:
+        target = Path(folder) / filename
+        with field_file.storage.open(field_file.name, "rb") as source, target.open("wb") as handle:
+            shutil.copyfileobj(source, handle, COPY_CHUNK_BYTES)
+        yield target
 
 
 def write_preview(source: str | Path, target: str | Path, fps: float, max_side: int) -> tuple[int, int]:

@@ -42,6 +42,10 @@ def preview_storage_name(instance, filename):
     return f"projects/{instance.scene.project.uuid}/anomalies/{instance.uuid}-preview.webm"
 
 
+def masks_storage_name(instance, filename):
+    return f"projects/{instance.scene.project.uuid}/anomalies/{instance.uuid}-masks.json"
+
+
 class VideoRun(models.Model):
     """One video analysed against a scene: its frame scores, tracks and flagged segments."""
 
@@ -56,6 +60,10 @@ class VideoRun(models.Model):
     detector = models.CharField(max_length=100, blank=True)
     # VP8 WebM of the analysed frames, which browsers play; the uploaded file may use any codec.
     preview = models.FileField(upload_to=preview_storage_name, max_length=500, blank=True)
+    # JSON of analysis.anomaly.AnalysisResult.masks_dict: track masks per frame as polygons.
+    masks = models.FileField(upload_to=masks_storage_name, max_length=500, blank=True)
+    # How segments were explained: path ("vlm" or "measured"), the VLM's model, or why it was unavailable.
+    reasoner = models.JSONField(default=dict, blank=True)
     frame_width = models.PositiveIntegerField(null=True)
     frame_height = models.PositiveIntegerField(null=True)
     # One row per analysed frame: time_s, score, tracks (id, box, zones, speed); see AnalysisResult.as_dict.
@@ -77,18 +85,27 @@ class VideoRun(models.Model):
 
 
 @receiver(post_delete, sender=VideoRun)
-def _delete_preview(sender, instance, **kwargs):
-    """Remove a run's preview file with its row, also when its scene is deleted."""
-    if instance.preview.name:
-        instance.preview.storage.delete(instance.preview.name)
+def _delete_run_files(sender, instance, **kwargs):
+    """Remove a run's preview and masks files with its row, also when its scene is deleted."""
+    for field_file in (instance.preview, instance.masks):
+        if field_file.name:
+            field_file.storage.delete(field_file.name)
 
 
 class Segment(models.Model):
-    """A span of a video scored above the threshold, with what raised it and why."""
+    """A span of a video scored above a threshold, with what raised it and why.
+
+    The analysis stores the segments found at the run's threshold. A reviewer may add a
+    segment found on the timeline at another threshold; it comes with the reviewer's verdict.
+    """
 
     class Path(models.TextChoices):
         VLM = "vlm", "VLM"
         MEASURED = "measured", "measured facts"
+
+    class Origin(models.TextChoices):
+        ANALYSIS = "analysis", "found by the analysis"
+        REVIEWER = "reviewer", "added by a reviewer"
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     run = models.ForeignKey(VideoRun, on_delete=models.CASCADE, related_name="segments")
@@ -103,6 +120,10 @@ class Segment(models.Model):
     rules = models.JSONField(default=list, blank=True)
     reasoning = models.TextField(blank=True)
     path = models.CharField(max_length=16, choices=Path.choices)
+    origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.ANALYSIS)
+    # The score threshold the segment was found at: the run's, or the reviewer's timeline slider.
+    found_threshold = models.FloatField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

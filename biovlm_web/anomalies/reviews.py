@@ -48,7 +48,8 @@ def reviewed_annotation(run) -> VideoAnnotation:
 
 
 def flagged_annotation(run) -> VideoAnnotation:
-    segments = list(run.segments.all())
+    """Return the segments the analysis flagged at the run's threshold, without reviewer-added ones."""
+    segments = list(run.segments.filter(origin="analysis"))
     return VideoAnnotation(
         run.video.original_name,
         [(item.start_s, item.end_s) for item in segments],
@@ -107,3 +108,77 @@ def scene_metrics(scene) -> dict:
 def _finite(values: dict) -> dict:
     """Replace NaN (a metric with nothing to average) by None, which JSON can carry."""
     return {key: None if isinstance(value, float) and math.isnan(value) else value for key, value in values.items()}
+
+
+def span_facts(run, start_s: float, end_s: float) -> dict:
+    """Measure a span of a run from its stored frames and rule hits: peak score, tracks and rules."""
+    inside = [frame for frame in run.frames if start_s <= frame["time_s"] < end_s]
+    if not inside:
+        raise ValueError(f"No analysed frame lies between {start_s:.3f} s and {end_s:.3f} s; choose a longer span.")
+    peak = max(inside, key=lambda frame: frame["score"])
+    track_ids = sorted({track["track_id"] for frame in inside for track in frame["tracks"]})
+    frame_s = 1.0 / run.fps if run.fps else 0.0
+    rules = [hit for hit in run.rule_hits if hit["end_s"] >= start_s - frame_s and hit["start_s"] <= end_s]
+    return {"peak_score": peak["score"], "peak_s": peak["time_s"], "track_ids": track_ids, "rules": rules}
+
+
+def reviewed_segment_reasoning(facts: dict, start_s: float, end_s: float, threshold: float) -> str:
+    """Describe a reviewer-added segment from its measured scores, tracks and rule hits."""
+    lines = [
+        f"Found on the timeline at threshold {threshold:.2f}: frames from {start_s:.1f} s to {end_s:.1f} s "
+        f"scored up to {facts['peak_score']:.2f}, at {facts['peak_s']:.1f} s."
+    ]
+    if facts["track_ids"]:
+        lines.append("Tracks seen: " + ", ".join(f"#{track_id}" for track_id in facts["track_ids"]) + ".")
+    for hit in facts["rules"]:
+        lines.append(f"Rule {hit['rule']}: {hit.get('message', '')}".rstrip(": ") + ".")
+    return "\n".join(lines)
+
+
+def add_reviewed_segment(run, start_s: float, end_s: float, threshold: float, category: str, note: str, user):
+    """Store a segment a reviewer confirmed at ``threshold`` with its confirm verdict; return the segment.
+
+    The caller checks that the span lies within the video. Raises ValueError when the span
+    contains no analysed frame or is already stored as a segment of the run.
+    """
+    from django.db import transaction
+
+    from analysis.anomaly.categories import CATEGORIES
+    from biovlm_web.anomalies.models import Segment, Verdict
+
+    same = run.segments.filter(
+        start_s__range=(start_s - 1e-3, start_s + 1e-3), end_s__range=(end_s - 1e-3, end_s + 1e-3)
+    )
+    existing = same.first()
+    if existing is not None:
+        raise ValueError(
+            f"The span {start_s:.3f}-{end_s:.3f} s is already stored as segment {existing.uuid}; give it a verdict instead."
+        )
+    facts = span_facts(run, start_s, end_s)
+    with transaction.atomic():
+        segment = Segment.objects.create(
+            run=run,
+            start_s=start_s,
+            end_s=end_s,
+            peak_score=facts["peak_score"],
+            peak_s=facts["peak_s"],
+            category=category,
+            category_label=CATEGORIES[category],
+            facts={"components": [], "track_ids": facts["track_ids"]},
+            rules=facts["rules"],
+            reasoning=reviewed_segment_reasoning(facts, start_s, end_s, threshold),
+            path=Segment.Path.MEASURED,
+            origin=Segment.Origin.REVIEWER,
+            found_threshold=threshold,
+            created_by=user,
+        )
+        Verdict.objects.create(
+            segment=segment,
+            decision=Verdict.Decision.CONFIRM,
+            category=category,
+            start_s=start_s,
+            end_s=end_s,
+            note=note,
+            user=user,
+        )
+    return segment

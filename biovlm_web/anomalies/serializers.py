@@ -72,7 +72,7 @@ class VideoRunSerializer(serializers.ModelSerializer):
         model = VideoRun
         fields = [
             "uuid", "scene", "video", "video_name", "job", "job_status", "duration_s", "fps", "threshold", "detector",
-            "segment_count", "timings", "created_at", "page_url",
+            "segment_count", "reasoner", "timings", "created_at", "page_url",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -102,13 +102,16 @@ class VerdictSerializer(serializers.ModelSerializer):
 class SegmentSerializer(serializers.ModelSerializer):
     run = serializers.UUIDField(source="run.uuid", read_only=True)
     path_label = serializers.CharField(source="get_path_display", read_only=True)
+    origin_label = serializers.CharField(source="get_origin_display", read_only=True)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
     verdict = serializers.SerializerMethodField()
 
     class Meta:
         model = Segment
         fields = [
             "uuid", "run", "start_s", "end_s", "peak_score", "peak_s", "category", "category_label", "facts", "rules",
-            "reasoning", "path", "path_label", "verdict",
+            "reasoning", "path", "path_label", "origin", "origin_label", "found_threshold", "created_by",
+            "created_at", "verdict",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -134,6 +137,23 @@ class VerdictCreateSerializer(serializers.Serializer):
         if decision == "adjust" and ("start_s" not in data or "end_s" not in data):
             raise serializers.ValidationError({"start_s": ["adjust needs both start_s and end_s."]})
         if "start_s" in data and "end_s" in data and data["end_s"] <= data["start_s"]:
+            raise serializers.ValidationError(
+                {"end_s": [f"end_s ({data['end_s']}) must be after start_s ({data['start_s']})."]}
+            )
+        return data
+
+
+class ReviewedSegmentCreateSerializer(serializers.Serializer):
+    start_s = serializers.FloatField(min_value=0, help_text="Start of the span in seconds.")
+    end_s = serializers.FloatField(min_value=0, help_text="End of the span in seconds.")
+    threshold = serializers.FloatField(
+        min_value=0, max_value=1, help_text="The timeline threshold at which the span was flagged."
+    )
+    category = serializers.ChoiceField(choices=list(CATEGORIES), help_text="The category the reviewer confirms.")
+    note = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+
+    def validate(self, data):
+        if data["end_s"] <= data["start_s"]:
             raise serializers.ValidationError(
                 {"end_s": [f"end_s ({data['end_s']}) must be after start_s ({data['start_s']})."]}
             )

@@ -12,5 +12,6 @@ urlpatterns = [
     path("anomaly-scenes/<uuid:uuid>/frame.png", views.scene_frame, name="anomaly-scene-frame"),
     path("anomaly-runs/<uuid:uuid>/", views.run_detail, name="anomaly-run-detail"),
     path("anomaly-runs/<uuid:uuid>/video.webm", views.run_video, name="anomaly-run-video"),
+    path("anomaly-runs/<uuid:uuid>/masks.json", views.run_masks, name="anomaly-run-masks"),
     path("anomaly-runs/<uuid:uuid>/export.<str:export_format>", views.run_export, name="anomaly-run-export"),
 ]

@@ -17,7 +17,7 @@ from analysis.anomaly.rules import ZONE_KINDS
 from analysis.anomaly.video import VideoError
 from biovlm_web.anomalies.api import project_videos, submit
 from biovlm_web.anomalies.jobs import DEFAULT_OPTIONS, FIT_KIND, RUN_KIND
-from biovlm_web.anomalies.media import first_frame_png, ranged_file_response
+from biovlm_web.anomalies.media import first_frame_png, local_copy, ranged_file_response
 from biovlm_web.anomalies.models import Scene, VideoRun
 from biovlm_web.anomalies.reviews import latest_verdicts, run_review, scene_metrics
 from biovlm_web.anomalies.serializers import SegmentSerializer
@@ -159,7 +159,8 @@ def scene_frame(request, uuid):
         raise Http404("This scene has no normal video to take a frame from.")
     max_side = int(scene.options.get("max_side", DEFAULT_OPTIONS["max_side"]))
     try:
-        png = first_frame_png(video.file.path, max_side)
+        with local_copy(video.file, video.original_name) as path:
+            png = first_frame_png(path, max_side)
     except (ValueError, VideoError) as error:
         return HttpResponse(str(error), status=422, content_type="text/plain; charset=utf-8")
     return HttpResponse(png, content_type="image/png")
@@ -184,6 +185,8 @@ def run_detail(request, uuid):
     review = {
         "read_only": not member,
         "video_url": reverse("anomaly-run-video", args=[run.uuid]) if run.preview.name else "",
+        "masks_url": reverse("anomaly-run-masks", args=[run.uuid]) if run.masks.name else "",
+        "segments_url": reverse("api-video-run-segments", args=[run.uuid]),
         "frame_size": [run.frame_width, run.frame_height],
         "duration_s": run.duration_s,
         "fps": run.fps,
@@ -216,6 +219,14 @@ def run_video(request, uuid):
     if not run.preview.name:
         raise Http404("This run has no preview yet; it is written when the analysis finishes.")
     return ranged_file_response(request, run.preview, "video/webm")
+
+
+def run_masks(request, uuid):
+    """Return the run's track masks (polygons per frame) as stored, for the review page's overlay."""
+    run = _viewable_run_or_404(request, uuid)
+    if not run.masks.name:
+        raise Http404("This run has no masks; they are written when the analysis finishes.")
+    return ranged_file_response(request, run.masks, "application/json")
 
 
 def run_export(request, uuid, export_format):

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { findSegments, frameIndexAt } from '../src/anomalies/segments.js'
+import { findSegments, frameIndexAt, maskPolygonsAt, matchingSegment, temporalIou } from '../src/anomalies/segments.js'
 
 // Ten frames per second for three seconds.
 const times = Array.from({ length: 30 }, (_, index) => index / 10)
@@ -43,5 +43,41 @@ describe('frameIndexAt', () => {
     expect(frameIndexAt(times, 0.15)).toBe(1)
     expect(frameIndexAt(times, 0.2)).toBe(2)
     expect(frameIndexAt(times, 99)).toBe(29)
+  })
+})
+
+describe('matchingSegment', () => {
+  const stored = [{ uuid: 'a', start_s: 6, end_s: 9 }, { uuid: 'b', start_s: 1, end_s: 2 }]
+
+  it('matches a live segment to the stored segment it overlaps most', () => {
+    expect(matchingSegment({ startS: 6.1, endS: 9.0 }, stored).uuid).toBe('a')
+  })
+
+  it('returns null for a live segment that overlaps no stored one enough', () => {
+    expect(matchingSegment({ startS: 0, endS: 10 }, stored)).toBeNull()
+  })
+
+  it('computes temporal IoU of spans', () => {
+    expect(temporalIou([0, 2], [1, 3])).toBeCloseTo(1 / 3)
+    expect(temporalIou([0, 1], [2, 3])).toBe(0)
+  })
+})
+
+describe('maskPolygonsAt', () => {
+  const masks = {
+    frames: [
+      [],
+      [{ track_id: 4, polygons: [[0, 0, 10, 0, 10, 10], [20, 20, 30, 20]] }],
+    ],
+  }
+
+  it('returns the polygons of one frame with their track ids', () => {
+    expect(maskPolygonsAt(masks, 1)).toEqual([{ trackId: 4, points: [[0, 0], [10, 0], [10, 10]] }])
+  })
+
+  it('returns nothing for frames without masks or before masks load', () => {
+    expect(maskPolygonsAt(masks, 0)).toEqual([])
+    expect(maskPolygonsAt(masks, 7)).toEqual([])
+    expect(maskPolygonsAt(null, 1)).toEqual([])
   })
 })

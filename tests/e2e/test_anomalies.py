@@ -1,4 +1,4 @@
-"""Anomaly review in a real Chromium: scene, zone, fit, analyse, timeline, verdict, export, share."""
+"""Anomaly review in a real Chromium: scene, zone, fit, analyse, masks, timeline, verdicts, export, share."""
 
 import json
 
@@ -87,37 +87,59 @@ def test_anomaly_review_end_to_end(live_asgi, personas, new_context, screenshot,
     video = page.locator("video.review-video")
     page.wait_for_function("() => document.querySelector('video.review-video').readyState >= 2")
     assert abs(video.evaluate("element => element.currentTime") - start) < 0.2
-    # Seek to the frame with the most tracks: the overlay draws that frame's boxes.
+    # Seek to the frame with the most mask polygons: the overlay draws that frame's masks and boxes.
     busiest = page.evaluate(
-        """() => {
+        """async () => {
         const review = JSON.parse(document.getElementById('anomaly-review').textContent)
-        const counts = review.tracks.map((tracks) => tracks.length)
+        const masks = await (await fetch(review.masks_url)).json()
+        const counts = masks.frames.map((items) => items.reduce((sum, item) => sum + item.polygons.length, 0))
         const index = counts.indexOf(Math.max(...counts))
-        return { index, time: review.times[index], count: counts[index] }
+        return { index, time: review.times[index], masks: counts[index], boxes: review.tracks[index].length }
     }"""
     )
-    assert busiest["count"] > 0
+    assert busiest["masks"] > 0
+    assert busiest["boxes"] > 0
     video.evaluate("(element, time) => { element.currentTime = time + 0.01 }", busiest["time"])
     overlay = page.locator("canvas.track-overlay")
     expect(overlay).to_have_attribute("data-frame-index", str(busiest["index"]))
-    expect(overlay).to_have_attribute("data-boxes", str(busiest["count"]))
+    expect(overlay).to_have_attribute("data-masks", str(busiest["masks"]))
+    expect(overlay).to_have_attribute("data-boxes", str(busiest["boxes"]))
+    screenshot(page, "anomaly-masks")
+    page.get_by_label("Show masks").uncheck()
+    expect(overlay).to_have_attribute("data-masks", "0")
+    expect(overlay).to_have_attribute("data-boxes", str(busiest["boxes"]))
+    page.get_by_label("Show masks").check()
+    expect(overlay).to_have_attribute("data-masks", str(busiest["masks"]))
 
-    page.locator("input[name=threshold]").fill("0")
-    expect(page.locator(".live-count")).to_have_text("1 segment(s) at threshold 0.00:")
-    expect(timeline).to_have_attribute("data-bands", "1")
-    screenshot(page, "anomaly-review")
-
+    # At the run's threshold every band is a stored segment, explained from measured facts.
     segment = page.locator(".review-segment").first
+    expect(page.locator(".reasoner-status")).to_contain_text("The VLM is unavailable")
     expect(segment.locator(".path")).to_have_text("measured facts")
+    expect(page.locator(".bands .band-stored")).to_have_count(bands.count())
+    expect(page.locator(".bands .confirm-band")).to_have_count(0)
     segment.get_by_role("button", name="Confirm").click()
     expect(segment.locator(".verdict-state")).to_contain_text("confirm as")
     expect(segment.locator(".verdict-state")).to_contain_text("by owner")
+
+    # At threshold 0 the whole video is one band, which no stored segment matches: confirm it as a new one.
+    page.locator("input[name=threshold]").fill("0")
+    expect(page.locator(".live-count")).to_have_text("1 segment(s) at threshold 0.00:")
+    expect(timeline).to_have_attribute("data-bands", "1")
+    page.locator(".bands select.band-category").select_option("spill")
+    page.locator(".bands .confirm-band").click()
+    added = page.locator(".review-segment", has=page.locator(".origin"))
+    expect(added.locator(".origin")).to_have_text("Added by owner at threshold 0.00.")
+    expect(added.locator(".verdict-state")).to_contain_text("confirm as spill or leak")
+    expect(added.locator(".verdict-state")).to_contain_text("by owner")
+    expect(page.locator(".review-segment")).to_have_count(2)
+    expect(page.locator(".bands .band-stored")).to_have_count(1)
+    screenshot(page, "anomaly-review")
 
     with page.expect_download() as download_info:
         page.locator("a.export-json").click()
     exported = json.loads(download_info.value.path().read_text())
     assert exported["videos"][0]["video"] == "restricted.mp4"
-    assert len(exported["videos"][0]["segments"]) == 1
+    assert [item["category"] for item in exported["videos"][0]["segments"]] == ["spill", "restricted_zone"]
 
     page.fill("input[name=label]", "for review")
     page.get_by_role("button", name="Create share link").click()
@@ -129,4 +151,11 @@ def test_anomaly_review_end_to_end(live_asgi, personas, new_context, screenshot,
     expect(visitor.locator(".review-segment .verdict-state").first).to_contain_text("by owner")
     expect(visitor.locator(".score-timeline")).to_have_attribute("data-drawn", "true", timeout=20_000)
     expect(visitor.get_by_role("button", name="Confirm")).to_have_count(0)
+    expect(visitor.locator(".confirm-band")).to_have_count(0)
     screenshot(visitor, "anomaly-shared")
+
+    # The scene's metrics count the added segment as a true segment the analysis missed.
+    page.locator("a", has_text="Bench <1>").first.click()
+    metrics = page.locator(".anomaly-metrics")
+    expect(metrics.locator("dt:text-is('Fully reviewed videos') + dd")).to_have_text("1")
+    expect(metrics.locator("dt:text-is('Segment recall at IoU 0.5') + dd")).to_have_text("0.500")

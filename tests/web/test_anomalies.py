@@ -1,16 +1,23 @@
 """The anomalies app: scenes, video runs, segments and verdicts through the API, the jobs and the pages."""
 
 import hashlib
+import json
+from pathlib import Path
 
 import pytest
 from django.core.files.base import ContentFile
+from django.test import override_settings
 from django.urls import reverse
 
+from analysis.anomaly import fit_scene
 from analysis.anomaly.metrics import temporal_iou
 from analysis.anomaly.simulate import lab_rules, simulate_video
+from analysis.progress import RecordingReporter
+from biovlm_web.anomalies.jobs import run_fit, run_video
 from biovlm_web.anomalies.models import Scene, Segment, VideoRun
-from biovlm_web.core.models import ShareLink
+from biovlm_web.core.models import Job, ShareLink
 from biovlm_web.uploads.models import DataFile, Dataset
+from tests.analysis.anomaly.test_reason import image_count, scripted_server  # noqa: F401  a fixture
 from tests.conftest import start_worker
 
 pytestmark = pytest.mark.django_db
@@ -62,9 +69,28 @@ def create_scene(api_client, personas, videos, **extra):
     return api_as(api_client, personas["owner"]).post("/api/scenes/", body, format="json")
 
 
+def known_frame(index: int) -> dict:
+    """Frame ``index`` of a known run: track 1 scores 0.9 from 6 s to 9 s, track 2 scores 0.35 from 2 s to 3 s."""
+    score, tracks = 0.1, []
+    if 60 <= index < 90:
+        score, tracks = 0.9, [{"track_id": 1, "box": [10, 10, 30, 30]}]
+    elif 20 <= index < 30:
+        score, tracks = 0.35, [{"track_id": 2, "box": [50, 50, 70, 70]}]
+    return {"time_s": index / 10, "score": score, "tracks": tracks}
+
+
 def known_run(scene, video, user) -> VideoRun:
     """A run with one flagged segment, as the analysis job stores it, without running the job."""
-    run = VideoRun.objects.create(scene=scene, video=video, duration_s=10.0, fps=10.0, threshold=0.5, created_by=user)
+    run = VideoRun.objects.create(
+        scene=scene,
+        video=video,
+        duration_s=10.0,
+        fps=10.0,
+        threshold=0.5,
+        frames=[known_frame(index) for index in range(100)],
+        rule_hits=[{"rule": "restricted_zone", "track_id": 1, "start_s": 6.0, "end_s": 9.0, "message": "in zone"}],
+        created_by=user,
+    )
     Segment.objects.create(
         run=run,
         start_s=6.0,
@@ -241,6 +267,78 @@ def test_metrics_against_verdicts(api_client, personas, run, videos):
     assert rejected["segments"]["miou"] is None
 
 
+def test_reviewed_segment_at_other_threshold(api_client, personas, run):
+    member = api_as(api_client, personas["member"])
+    url = f"/api/video-runs/{run.uuid}/segments/"
+    response = member.post(url, {"start_s": 2.0, "end_s": 3.0, "threshold": 0.3, "category": "spill"}, format="json")
+    assert response.status_code == 201, response.json()
+    added = response.json()
+    assert added["origin"] == "reviewer"
+    assert added["found_threshold"] == 0.3
+    assert added["created_by"] == "member"
+    assert added["peak_score"] == 0.35
+    assert added["facts"]["track_ids"] == [2]
+    assert added["rules"] == []
+    assert "threshold 0.30" in added["reasoning"]
+    assert added["verdict"]["decision"] == "confirm"
+    assert added["verdict"]["user"] == "member"
+    assert (added["verdict"]["start_s"], added["verdict"]["end_s"]) == (2.0, 3.0)
+    assert added["verdict"]["created_at"]
+
+    segments = member.get(f"/api/segments/?run={run.uuid}").json()["results"]
+    assert [item["origin"] for item in segments] == ["reviewer", "analysis"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({"start_s": 6.0, "end_s": 9.0}, "span", "already stored as segment"),
+        ({"start_s": 3.0, "end_s": 2.0}, "end_s", "must be after start_s"),
+        ({"start_s": 9.0, "end_s": 12.0}, "end_s", "past the end of the video (10.000 s)"),
+        ({"start_s": 2.01, "end_s": 2.05}, "span", "No analysed frame lies between"),
+        ({"start_s": 2.0, "end_s": 3.0, "threshold": 1.5}, "threshold", "less than or equal to 1"),
+        ({"start_s": 2.0, "end_s": 3.0, "category": "alien"}, "category", "not a valid choice"),
+    ],
+)
+def test_reviewed_segment_rejects_invalid(api_client, personas, run, body, field, message):
+    body = {"threshold": 0.3, "category": "spill", **body}
+    response = api_as(api_client, personas["owner"]).post(f"/api/video-runs/{run.uuid}/segments/", body, format="json")
+    assert response.status_code == 400
+    assert message in response.json()["errors"][field][0]
+    assert run.segments.count() == 1
+
+
+def test_reviewed_segment_permissions(api_client, personas, run):
+    body = {"start_s": 2.0, "end_s": 3.0, "threshold": 0.3, "category": "spill"}
+    url = f"/api/video-runs/{run.uuid}/segments/"
+    api_client.force_authenticate(None)
+    assert api_client.post(url, body, format="json").status_code == 401
+    assert api_as(api_client, personas["stranger"]).post(url, body, format="json").status_code == 404
+    assert run.segments.count() == 1
+
+
+def test_metrics_count_reviewed_segments_as_truth(api_client, personas, run):
+    owner = api_as(api_client, personas["owner"])
+    segment = run.segments.get()
+    owner.post(f"/api/segments/{segment.uuid}/verdicts/", {"decision": "adjust", "start_s": 6.0, "end_s": 10.0})
+    body = {"start_s": 2.0, "end_s": 3.0, "threshold": 0.3, "category": "spill"}
+    assert owner.post(f"/api/video-runs/{run.uuid}/segments/", body, format="json").status_code == 201
+
+    metrics = owner.get(f"/api/scenes/{run.scene.uuid}/metrics/").json()
+    # The analysis flagged only 6-9 s at the run's threshold, so the added 2-3 s is a missed true segment.
+    assert metrics["reviewed_videos"] == 1
+    assert metrics["segments"]["true_segments"] == 2
+    assert metrics["segments"]["miou"] == pytest.approx(0.375)
+    assert metrics["segments"]["recall@0.5"] == 0.5
+    assert metrics["videos"]["tp"] == 1
+
+    exported = owner.get(f"/api/video-runs/{run.uuid}/export/").json()
+    assert exported["videos"][0]["segments"] == [
+        {"start_s": 2.0, "end_s": 3.0, "category": "spill"},
+        {"start_s": 6.0, "end_s": 10.0, "category": "restricted_zone"},
+    ]
+
+
 def test_review_page_share_link(client, personas, run):
     url = reverse("anomaly-run-detail", args=[run.uuid])
     client.force_login(personas["stranger"])
@@ -306,6 +404,136 @@ def test_fit_and_run_find_anomaly(api_client, personas, videos, redis_conn):
     run = VideoRun.objects.get(uuid=anomalous["uuid"])
     assert (run.frame_width, run.frame_height) == (160, 120)
     assert run.preview.read(4) == b"\x1a\x45\xdf\xa3"  # the EBML magic number that starts a WebM file
+    assert run.reasoner["vlm_available"] is False
+    assert "no model is configured" in run.reasoner["reason"]
+    masks = api_client.get(f"/api/video-runs/{anomalous['uuid']}/masks/").json()
+    assert len(masks["frames"]) == 100
+    assert any(masks["frames"])
+
+
+def assert_masks_follow_tracks(masks: dict, frames: list[dict]) -> None:
+    """Check masks against the run's frames: one list per frame, polygons inside the frame, known tracks."""
+    assert masks["format"] == "polygons"
+    assert masks["frame_size"] == [160, 120]
+    assert masks["missing_from_s"] is None
+    assert len(masks["frames"]) == len(frames)
+    drawn = 0
+    for items, frame in zip(masks["frames"], frames, strict=True):
+        assert {item["track_id"] for item in items} <= {track["track_id"] for track in frame["tracks"]}
+        for item in items:
+            for flat in item["polygons"]:
+                assert len(flat) >= 6
+                assert len(flat) % 2 == 0
+                assert all(0 <= x <= 160 for x in flat[0::2])
+                assert all(0 <= y <= 120 for y in flat[1::2])
+                drawn += 1
+    assert drawn > 0
+
+
+MEMORY_STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+
+def test_jobs_read_through_storage(api_client, client, personas, tmp_path):
+    normal_path, anomalous_path = tmp_path / "normal.mp4", tmp_path / "restricted.mp4"
+    simulate_video(normal_path, None, seed=1, **VIDEO_OPTIONS)
+    simulate_video(anomalous_path, "restricted_zone", seed=2, **VIDEO_OPTIONS)
+    # Files in memory stand in for S3: they have no local path, so every read must go through the storage API.
+    with override_settings(STORAGES=MEMORY_STORAGES):
+        videos = {
+            "normal": store_video(personas["project"], normal_path),
+            "anomalous": store_video(personas["project"], anomalous_path),
+        }
+        assert not Path(videos["normal"].file.path).exists()
+        scene = create_scene(api_client, personas, videos).json()
+        fit = api_client.post(f"/api/scenes/{scene['uuid']}/fit/")
+        assert fit.status_code == 202, fit.json()
+        run_fit(Job.objects.get(uuid=fit.json()["job"]), RecordingReporter())
+        runs = api_client.post(
+            f"/api/scenes/{scene['uuid']}/runs/", {"videos": [str(videos["anomalous"].uuid)]}, format="json"
+        )
+        assert runs.status_code == 201, runs.json()
+        run = VideoRun.objects.get(uuid=runs.json()[0]["uuid"])
+        run_video(run.job, RecordingReporter())
+        run.refresh_from_db()
+
+        masks = api_client.get(f"/api/video-runs/{run.uuid}/masks/").json()
+        assert_masks_follow_tracks(masks, run.frames)
+        reasoner = api_client.get(f"/api/video-runs/{run.uuid}/").json()["reasoner"]
+        assert reasoner["vlm_available"] is False
+        assert reasoner["reason"] == "no model is configured; set BIOVLM_MODEL_VLM."
+        assert reasoner["measured_segments"] == run.segments.count()
+        client.force_login(personas["member"])
+        served = client.get(reverse("anomaly-run-masks", args=[run.uuid]))
+        assert json.loads(b"".join(served.streaming_content)) == masks
+        assert client.get(reverse("anomaly-run-video", args=[run.uuid])).status_code == 200
+        frame = client.get(reverse("anomaly-scene-frame", args=[scene["uuid"]]))
+        assert frame.content.startswith(b"\x89PNG")
+        page = client.get(reverse("anomaly-run-detail", args=[run.uuid])).content.decode()
+        assert "The VLM is unavailable, so segments were explained from measured facts" in page
+        assert reverse("anomaly-run-masks", args=[run.uuid]) in page
+        client.force_login(personas["stranger"])
+        assert client.get(reverse("anomaly-run-masks", args=[run.uuid])).status_code == 404
+
+
+VLM_ANSWER = {
+    "anomaly": True,
+    "category": "wrong_placement",
+    "start": 0.6,
+    "end": 0.9,
+    "explanation": "A tube was put down in the restricted corner of the bench.",
+}
+# The replies of the three chain steps for one segment: perception, cognition and the final answer.
+VLM_STEPS = [
+    "A bench with a rack; object 1 moves into the top corner.",
+    "Objects are never set down in that corner during the normal routine.",
+    json.dumps(VLM_ANSWER),
+]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_explained_by_vlm(api_client, client, personas, videos, redis_conn, scripted_server, tmp_path):  # noqa: F811
+    # A local OpenAI-compatible endpoint that returns the queued replies in order.
+    url, replies, requests = scripted_server
+    replies.extend(VLM_STEPS * 10)
+    scene = Scene.objects.get(uuid=create_scene(api_client, personas, videos).json()["uuid"])
+    with videos["normal"].file.open("rb") as handle:
+        (tmp_path / "fit.mp4").write_bytes(handle.read())
+    scene.model = fit_scene([tmp_path / "fit.mp4"], lab_rules(), fps=10.0, max_side=160).as_dict()
+    scene.save()
+    runs = api_client.post(
+        f"/api/scenes/{scene.uuid}/runs/", {"videos": [str(videos["anomalous"].uuid)]}, format="json"
+    )
+    assert runs.status_code == 201, runs.json()
+
+    worker = start_worker(BIOVLM_MODEL_VLM=f"openai:{url}?model=lab-vlm&retries=0")
+    output, _ = worker.communicate(timeout=120)
+    assert worker.returncode == 0, output.decode(errors="replace")
+    run = VideoRun.objects.get(uuid=runs.json()[0]["uuid"])
+    assert run.job.status == "succeeded", (run.job.error, output.decode(errors="replace"))
+
+    assert run.reasoner["vlm_available"] is True
+    assert "lab-vlm" in run.reasoner["model"]
+    segments = api_client.get(f"/api/segments/?run={run.uuid}").json()["results"]
+    assert segments
+    assert {item["path"] for item in segments} == {"vlm"}
+    assert {item["path_label"] for item in segments} == {"VLM"}
+    assert {item["category"] for item in segments} == {"wrong_placement"}
+    assert segments[0]["reasoning"] == "A tube was put down in the restricted corner of the bench."
+    assert (
+        segments[0]["facts"]["vlm"]["reasoning"]
+        == "Objects are never set down in that corner during the normal routine."
+    )
+    assert run.reasoner["vlm_segments"] == len(segments)
+    # Three chain steps per segment, each with the segment's key frames.
+    assert len(requests) == 3 * len(segments)
+    assert all(image_count(body) >= 1 for body in requests)
+
+    client.force_login(personas["owner"])
+    page = client.get(reverse("anomaly-run-detail", args=[run.uuid])).content.decode()
+    assert "Segments were explained by the VLM" in page
 
 
 # --- Pages ------------------------------------------------------------------------------------

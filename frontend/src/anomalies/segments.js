@@ -36,3 +36,44 @@ export function frameIndexAt(times, timeS) {
   }
   return low
 }
+
+/** Returns the temporal intersection over union of two spans given as [startS, endS]. */
+export function temporalIou([startA, endA], [startB, endB]) {
+  const overlap = Math.max(0, Math.min(endA, endB) - Math.max(startA, startB))
+  const union = Math.max(endA, endB) - Math.min(startA, startB)
+  return union > 0 ? overlap / union : 0
+}
+
+/**
+ * Returns the stored segment ({start_s, end_s}) that best overlaps a live segment ({startS, endS})
+ * with a temporal IoU of at least `minIou`, or null when the live segment is new at this threshold.
+ */
+export function matchingSegment(live, stored, minIou = 0.5) {
+  let best = null
+  let bestIou = minIou
+  for (const segment of stored) {
+    const iou = temporalIou([live.startS, live.endS], [segment.start_s, segment.end_s])
+    if (iou >= bestIou) {
+      best = segment
+      bestIou = iou
+    }
+  }
+  return best
+}
+
+/**
+ * Returns the mask polygons of frame `index` as [{trackId, points: [[x, y], ...]}], from the run's
+ * masks file ({frames: [[{track_id, polygons: [[x0, y0, x1, y1, ...]]}]]}); empty when none.
+ */
+export function maskPolygonsAt(masks, index) {
+  const items = masks?.frames?.[index] || []
+  const polygons = []
+  for (const item of items) {
+    for (const flat of item.polygons) {
+      const points = []
+      for (let offset = 0; offset + 1 < flat.length; offset += 2) points.push([flat[offset], flat[offset + 1]])
+      if (points.length >= 3) polygons.push({ trackId: item.track_id, points })
+    }
+  }
+  return polygons
+}
