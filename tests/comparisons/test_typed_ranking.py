@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pytest
 from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from analysis.backends import ModelRegistry
@@ -20,7 +21,8 @@ from biovlm_web.comparisons.ranking import rerank
 from biovlm_web.core.model_registry import reset_registry
 from biovlm_web.core.models import Job
 from tests.analysis.setdiff.test_models import TINY_CLIP
-from tests.comparisons.test_api import filled, run_now
+from tests.comparisons.images import png_bytes, synthetic_groups
+from tests.comparisons.test_api import filled, run_now, upload
 from tests.conftest import start_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -149,6 +151,20 @@ def test_typed_text_ranked_on_stored_clip_embeddings(api_client, personas, compa
     assert fallback["feature"] == "object_count"
     assert "the stored image embeddings are of CLIP" in fallback["note"]
     assert "the sentence embedder is unavailable" in fallback["note"]
+
+    # A re-run with one more image stores 9 rows and ranks the typed texts again on them.
+    images_a, _ = synthetic_groups(5)
+    upload(api_client, comparison, "a", [SimpleUploadedFile("extra.png", png_bytes(images_a[4]))])
+    run_in_worker(api_client, comparison, clip_sources["run"])
+    comparison.refresh_from_db()
+    assert comparison.summary["image_embeddings"]["images"] == 9
+    retyped = comparison.hypotheses.get(original_description=TYPED_TEXT)
+    assert retyped.source["path"] == "clip"
+    assert len(retyped.scores) == 9
+    rerun_expected = expected_clip_scores(comparison, clip_sources["run"], TYPED_TEXT)
+    for name, score in expected.items():
+        assert retyped.scores[name] == pytest.approx(score, abs=1e-5)
+        assert rerun_expected[name] == pytest.approx(score, abs=1e-5)
 
     comparison.delete()
     assert not default_storage.exists(entry["file"])
