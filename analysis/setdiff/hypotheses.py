@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis.setdiff.stats import Separation, fill_q_values, separation
+from analysis.setdiff.stats import Separation, fill_q_values, separation, within_rounding
 
 EVIDENCE_COUNT = 3
 # NOTE: chosen by looking at which summaries outranked the true difference on the hard
@@ -87,19 +87,24 @@ def score_hypothesis(
 def rank(hypotheses: list[Hypothesis], summary_margin: float = SUMMARY_MARGIN) -> list[Hypothesis]:
     """Fill q-values across all hypotheses and sort them, best first.
 
-    The sort key is the AUROC rounded to 2 decimals, then |effect size|, then the permutation
-    p-value. For sorting only, a whole-image summary (mean intensity, GLCM texture, edge
-    density and the like) has ``summary_margin`` taken off its AUROC. Such summaries move with
-    any change to the objects, because more nuclei also mean more edges and a brighter mean.
-    So a summary goes first only when it separates the groups clearly better.
+    Hypotheses whose group means differ only by floating-point rounding go last, whatever
+    their AUROC, because a constant that differs between the groups only by rounding
+    separates them perfectly. The others sort by the AUROC rounded to 2 decimals, then
+    |effect size| (infinite when both groups are constant, NaN once stored without it), then
+    the permutation p-value. For sorting only, a whole-image summary (mean intensity, GLCM
+    texture, edge density and the like) has ``summary_margin`` taken off its AUROC. Such
+    summaries move with any change to the objects, because more nuclei also mean more edges
+    and a brighter mean. So a summary goes first only when it separates the groups clearly
+    better.
     """
     scored = [item for item in hypotheses if item.result is not None]
     fill_q_values([item.result for item in scored])
 
     def key(item: Hypothesis):
         result = item.result
+        negligible = within_rounding(result.mean_a, result.mean_b)
         effect = abs(result.effect_size) if np.isfinite(result.effect_size) else 1e9
         margin = summary_margin if item.source.get("whole_image") else 0.0
-        return (-round(result.auroc - margin, 2), -effect, result.permutation_p)
+        return (negligible, -round(result.auroc - margin, 2), -effect, result.permutation_p)
 
     return sorted(scored, key=key)

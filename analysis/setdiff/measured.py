@@ -7,7 +7,7 @@ import numpy as np
 
 from analysis.setdiff.features import FEATURE_NAMES, FEATURE_SPECS, measure_image
 from analysis.setdiff.hypotheses import Hypothesis, score_hypothesis
-from analysis.setdiff.stats import auroc
+from analysis.setdiff.stats import auroc, within_rounding
 
 # Object property pairs that combine into one description, with the word for each direction:
 # size with a shape measure, as in "larger and rounder objects". Eccentricity is not paired,
@@ -37,6 +37,11 @@ COMBINE_MAX_P = 0.01
 COMBINE_MIN_CHANGE = 0.05
 
 
+def is_constant(values: np.ndarray) -> bool:
+    """Return whether ``values`` all lie within floating-point rounding of each other."""
+    return within_rounding(float(np.min(values)), float(np.max(values)))
+
+
 class FeatureTable:
     """Features of every image, computed once per image hash and kept for re-ranking."""
 
@@ -51,7 +56,7 @@ class FeatureTable:
             return row
         key = None
         if self.cache is not None:
-            key = self.cache.key("measured-features-v1", "measure", sha256, {"method": self.method})
+            key = self.cache.key("measured-features-v2", "measure", sha256, {"method": self.method})
             cached = self.cache.get(key)
             if cached is not None:
                 self._memory[sha256] = cached
@@ -73,12 +78,12 @@ def _format(value: float, unit: str) -> str:
 
 
 def propose_measured(table: np.ndarray, count_a: int) -> list[Hypothesis]:
-    """Describe every feature that varies, in the direction in which A differs from B, then
+    """Describe every feature that varies beyond rounding, in the direction in which A differs from B, then
     add combined descriptions of object property pairs that both separate the groups."""
     hypotheses = []
     for column, name in enumerate(FEATURE_NAMES):
         values = table[:, column]
-        if np.ptp(values) == 0:
+        if is_constant(values):
             continue
         values_a, values_b = values[:count_a], values[count_a:]
         area = auroc(values_a, values_b)
@@ -110,7 +115,7 @@ def _separates(values: np.ndarray, count_a: int) -> int:
     from scipy.stats import mannwhitneyu
 
     values_a, values_b = values[:count_a], values[count_a:]
-    if np.ptp(values) == 0:
+    if is_constant(values):
         return 0
     area = auroc(values_a, values_b)
     sign = 1 if area >= 0.5 else -1

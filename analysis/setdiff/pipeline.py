@@ -189,7 +189,8 @@ def _rank_text(text_hypotheses, result, registry, settings, images_a, images_b, 
     if choice in ("auto", "clip"):
         clip = _get(registry, "clip", result.unavailable)
         if clip is not None:
-            result.index = EmbeddingIndex.from_clip(clip, images_a, images_b, names_a, names_b)
+            keys = [image.sha256 for image in result.groups.images]
+            result.index = EmbeddingIndex.from_clip(clip, images_a, images_b, names_a, names_b, keys)
             result.models["clip"] = result.index.model
             return result.index.rank(text_hypotheses, clip, **options)
     if choice in ("auto", "sentence_embedder") and captions_a:
@@ -208,4 +209,40 @@ def _rank_text(text_hypotheses, result, registry, settings, images_a, images_b, 
     return []
 
 
-__all__ = ["CAPTION_PROMPT", "PROPOSERS", "TEXT_RANKERS", "SetDiffResult", "Settings", "run_setdiff"]
+def clip_image_index(result: SetDiffResult, registry, previous: EmbeddingIndex | None = None) -> EmbeddingIndex | None:
+    """Return CLIP embeddings of every image, keyed by sha256, for ranking typed descriptions later.
+
+    The run's own index is returned when CLIP ranked its text descriptions. Otherwise the
+    images are embedded now, reusing the rows of ``previous`` for unchanged images of the same
+    model. Returns None, with the reason in ``result.unavailable``, when CLIP cannot load.
+    """
+    if result.index is not None and result.index.ranker == "clip":
+        return result.index
+    clip = _get(registry, "clip", result.unavailable)
+    if clip is None:
+        return None
+    groups = result.groups
+    started = time.perf_counter()
+    index = EmbeddingIndex.from_clip(
+        clip,
+        [image.to_pil() for image in groups.a],
+        [image.to_pil() for image in groups.b],
+        [image.name for image in groups.a],
+        [image.name for image in groups.b],
+        keys=[image.sha256 for image in groups.images],
+        previous=previous,
+    )
+    result.models["clip"] = index.model
+    result.seconds["clip_embeddings"] = round(time.perf_counter() - started, 3)
+    return index
+
+
+__all__ = [
+    "CAPTION_PROMPT",
+    "PROPOSERS",
+    "TEXT_RANKERS",
+    "SetDiffResult",
+    "Settings",
+    "clip_image_index",
+    "run_setdiff",
+]

@@ -13,6 +13,17 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as scipy_stats
 
+# Two values closer than this, relative to the larger of 1 and their magnitude, are equal up to
+# floating-point rounding. One pixel of a 30000 x 30000 image is 1.1e-9 of it, so a real
+# difference of a pixel fraction stays above it.
+ROUNDING_TOLERANCE = 1e-9
+
+
+def within_rounding(first: float, second: float) -> bool:
+    """Return whether two values differ by no more than rounding (see ROUNDING_TOLERANCE)."""
+    scale = max(1.0, abs(first), abs(second))
+    return bool(abs(first - second) <= ROUNDING_TOLERANCE * scale)
+
 
 @dataclass
 class Separation:

@@ -214,7 +214,11 @@ class ComparisonViewSet(
     @extend_schema(request=TypedHypothesisSerializer, responses={201: HypothesisSerializer, **ERRORS})
     @action(detail=True, methods=["post"])
     def rank(self, request, uuid=None):
-        """Rank a typed description at once from the stored measurements and add it to the table."""
+        """Rank a typed description at once and add it to the table.
+
+        It is ranked on the CLIP image embeddings of the last run when that run stored them, else
+        on the measured feature it matches; `typed_ranking` in the response names the path.
+        """
         comparison = self.get_object()
         serializer = TypedHypothesisSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -14,11 +14,12 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.text import slugify
 
-from biovlm_web.comparisons.serializers import direction_text
+from biovlm_web.comparisons.serializers import direction_text, typed_ranking
 
 CSV_COLUMNS = [
     "rank", "description", "original_description", "direction", "auroc", "auroc_low", "auroc_high",
-    "permutation_p", "q", "welch_p", "effect_size", "mean_a", "mean_b", "proposer", "ranker",
+    "permutation_p", "q", "welch_p", "effect_size", "mean_a", "mean_b", "proposer", "ranker", "typed_path",
+    "matched_feature",
 ]  # fmt: skip
 
 
@@ -41,6 +42,7 @@ def hypothesis_row(hypothesis) -> dict:
         "proposer": hypothesis.proposer,
         "ranker": hypothesis.ranker,
         "source": hypothesis.source,
+        "typed_ranking": typed_ranking(hypothesis),
         "evidence": hypothesis.evidence,
         "scores": hypothesis.scores,
         "dismissed": hypothesis.dismissed,
@@ -88,7 +90,11 @@ def export_csv(comparison):
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     for hypothesis in comparison.hypotheses.filter(dismissed=False):
-        writer.writerow(hypothesis_row(hypothesis))
+        row = hypothesis_row(hypothesis)
+        ranking = row["typed_ranking"] or {}
+        row["typed_path"] = ranking.get("path", "")
+        row["matched_feature"] = ranking.get("feature") or ""
+        writer.writerow(row)
     return _attachment(HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8"), comparison, "csv")
 
 

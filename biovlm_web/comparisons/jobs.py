@@ -11,7 +11,7 @@ from django.urls import reverse
 from analysis.setdiff.features import FEATURE_NAMES
 from analysis.setdiff.ingest import Groups
 from analysis.setdiff.measured import FeatureTable
-from analysis.setdiff.pipeline import PROPOSERS, TEXT_RANKERS, Settings, run_setdiff
+from analysis.setdiff.pipeline import PROPOSERS, TEXT_RANKERS, Settings, clip_image_index, run_setdiff
 from biovlm_web.core.jobs import JobError, JobKind, register_job_kind
 
 KIND = "setdiff_comparison"
@@ -57,7 +57,8 @@ def clean_options(options: dict) -> dict:
 
 
 def needs_models(options: dict) -> bool:
-    return any(name != "measured" for name in options["proposers"])
+    """Return whether a run loads models: text proposers, or CLIP chosen as the text ranker."""
+    return options["text_ranker"] == "clip" or any(name != "measured" for name in options["proposers"])
 
 
 def _validate(project, params: dict) -> dict:
@@ -79,7 +80,10 @@ def run_comparison(job, reporter) -> dict:
     """Run the set-difference pipeline on the comparison's stored images and replace its hypotheses.
 
     Renames, dismissals and typed hypotheses of the previous run are kept (see ``carry_over``).
+    A run that loads models also stores the CLIP embeddings of every image, when CLIP loads and
+    the text ranker is auto or clip, so that typed descriptions are ranked on them.
     """
+    from biovlm_web.comparisons.embeddings import SUMMARY_KEY, delete_file, load_index, save_index, stored_entry
     from biovlm_web.comparisons.images import load_record
     from biovlm_web.comparisons.models import Comparison, Hypothesis
     from biovlm_web.comparisons.ranking import _finite, carry_over, rerank, row_values
@@ -127,9 +131,18 @@ def run_comparison(job, reporter) -> dict:
         result = run_setdiff(groups, registry, settings, feature_table=table)
     except ValueError as error:
         raise JobError(f"The comparison failed: {error}") from error
+    reporter.report("proposing and ranking", 1.0, f"Ranked {len(result.hypotheses)} hypotheses")
+
+    previous_embeddings = stored_entry(comparison)
+    embeddings = None
+    if registry is not None and options["text_ranker"] in ("auto", "clip"):
+        reporter.report("embedding images", 0.0, "Embedding the images with CLIP for typed hypotheses")
+        index = clip_image_index(result, registry, load_index(comparison))
+        if index is not None:
+            embeddings = save_index(comparison, index)
+            reporter.report("embedding images", 1.0, f"Stored CLIP embeddings of {len(index.embeddings)} images")
     for role, reason in result.unavailable.items():
         reporter.log(f"{role} unavailable: {reason}")
-    reporter.report("proposing and ranking", 1.0, f"Ranked {len(result.hypotheses)} hypotheses")
 
     kept = result.hypotheses[: options["hypotheses"]]
     names = [record.name for record in groups.images]
@@ -152,11 +165,14 @@ def run_comparison(job, reporter) -> dict:
                 "seconds": result.seconds,
                 "proposed": len(result.hypotheses),
                 "kept": len(kept),
+                **({SUMMARY_KEY: embeddings} if embeddings else {}),
             }
         )
         comparison.save(update_fields=["features", "summary"])
-        carry_over(comparison, previous)
+        carry_over(comparison, previous, registry)
         rerank(comparison)
+    if previous_embeddings and (embeddings is None or embeddings["file"] != previous_embeddings["file"]):
+        delete_file(previous_embeddings)
     return {
         "comparison": str(comparison.uuid),
         "comparison_url": reverse("comparison-detail", args=[comparison.uuid]),

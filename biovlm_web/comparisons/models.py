@@ -132,3 +132,11 @@ class Hypothesis(models.Model):
     @property
     def project(self):
         return self.comparison.project
+
+
+@receiver(post_delete, sender=Comparison)
+def _delete_stored_embeddings(sender, instance, **kwargs):
+    """Remove the stored CLIP image embeddings with their comparison."""
+    from biovlm_web.comparisons.embeddings import delete_file, stored_entry
+
+    delete_file(stored_entry(instance))

@@ -1,47 +1,43 @@
-"""Store a run's ranked hypotheses, and rank a typed hypothesis from the stored measured features.
+"""Store a run's ranked hypotheses, and rank a typed hypothesis at once.
 
-A typed description is matched to the measured feature whose plain description (such as
-"more objects per image" or "rounder objects") shares the most words with it, after folding
-common synonyms ("cells" and "nuclei" read as "objects", "bigger" as "larger"). The image
-scores are then that feature's stored values, signed by the direction the text states, and
-the hypothesis gets the same statistics and evidence as the run's own.
+A typed description is ranked on the first of these paths that is available:
+
+1. ``clip``: when the last run stored CLIP image embeddings (see ``embeddings``) and the same
+   CLIP model loads here, the text is embedded with CLIP's text encoder and each image scores
+   the cosine similarity of its embedding with the text's.
+2. ``sentence_embedder``: the text is matched to the measured feature whose description is
+   closest in sentence-embedding space (``analysis.setdiff.typed.EmbeddingMatcher``), and the
+   images score that feature's stored values, signed by the direction the description states.
+3. ``word_overlap``: as 2, matching the description that shares the most words with the text.
+
+Every path gives the hypothesis the same statistics and evidence as the run's own, and its
+``source`` records the path, the matched feature and why a better path was not taken.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-import re
 
 import numpy as np
 from django.db import transaction
 
-from analysis.setdiff.features import FEATURE_SPECS
+from analysis.backends import ModelUnavailable
 from analysis.setdiff.hypotheses import Hypothesis as AnalysisHypothesis
 from analysis.setdiff.hypotheses import rank, score_hypothesis
+from analysis.setdiff.rankers import EmbeddingIndex
 from analysis.setdiff.stats import Separation
+from analysis.setdiff.typed import EmbeddingMatcher, FeatureMatch, TypedHypothesisError, match_by_words
+from biovlm_web.comparisons.embeddings import load_index, stored_entry
 from biovlm_web.comparisons.models import Comparison, Hypothesis
+
+logger = logging.getLogger(__name__)
 
 RESULT_FIELDS = (
     "auroc", "auroc_low", "auroc_high", "welch_t", "welch_p", "permutation_p", "effect_size", "mean_a", "mean_b", "q",
 )  # fmt: skip
 
-WORD_FORMS = {
-    "cell": "object", "cells": "object", "nucleus": "object", "nuclei": "object", "objects": "object",
-    "particle": "object", "particles": "object", "organelle": "object", "organelles": "object", "blob": "object",
-    "blobs": "object", "spot": "object", "spots": "object", "bigger": "larger", "big": "larger", "large": "larger",
-    "small": "smaller", "tinier": "smaller", "elongate": "elongated", "oval": "elongated", "round": "rounder",
-    "circular": "rounder", "dim": "dimmer", "brighter": "brighter", "bright": "brighter", "many": "more",
-    "less": "fewer", "clumped": "clustered", "grouped": "clustered", "dark": "darker", "textured": "textured",
-    "texture": "texture", "spread": "spread", "spaced": "spaced", "images": "image", "outline": "outlines",
-    "colour": "colour", "color": "colour", "smooth": "smoother",
-}  # fmt: skip
-# Words that give a direction or the objects but no property. A match needs a property word,
-# except for counts, whose description has none.
-GENERIC_WORDS = {"more", "fewer", "object", "per", "image", "of", "the", "a", "an", "in", "with", "than", "by"}
-
-
-class TypedHypothesisError(ValueError):
-    """A typed description that no stored measurement can rank, with what to type instead."""
+__all__ = ["TypedHypothesisError", "carry_over", "rank_typed", "rerank", "row_values", "score_typed"]
 
 
 def _finite(value):
@@ -54,40 +50,6 @@ def _finite(value):
     if isinstance(value, np.integer):
         return int(value)
     return value
-
-
-def _words(text: str) -> set[str]:
-    return {WORD_FORMS.get(word, word) for word in re.findall(r"[a-z]+", text.lower())}
-
-
-def match_feature(text: str) -> tuple[str, int, str]:
-    """Return (feature name, sign, matched phrase) for the measured description closest to ``text``.
-
-    The score counts shared property words twice and shared direction or object words once,
-    less half a point for each property word of the phrase that the text lacks.
-    """
-    words = _words(text)
-    best: tuple[float, str, int, str] | None = None
-    for spec in FEATURE_SPECS.values():
-        for phrase, sign in ((spec.higher, 1), (spec.lower, -1)):
-            phrase_words = _words(phrase)
-            content = (words & phrase_words) - GENERIC_WORDS
-            generic = words & phrase_words & GENERIC_WORDS
-            missing = (phrase_words - words) - GENERIC_WORDS
-            if not content and not (spec.name == "object_count" and generic >= {"object"} and len(generic) >= 2):
-                continue
-            score = 2 * len(content) + len(generic) - 0.5 * len(missing)
-            if best is None or score > best[0]:
-                best = (score, spec.name, sign, phrase)
-    if best is None:
-        examples = ", ".join(
-            repr(FEATURE_SPECS[name].higher) for name in ("object_count", "object_area", "eccentricity")
-        )
-        raise TypedHypothesisError(
-            f"No measured property matches {text!r}. Without a text model, describe a measured property, "
-            f"such as {examples}, or configure CLIP on the models page."
-        )
-    return best[1], best[2], best[3]
 
 
 def feature_column(comparison: Comparison, feature: str) -> tuple[np.ndarray, list[str], list[str]]:
@@ -116,7 +78,7 @@ def edit_key(proposer: str, source: dict, original_description: str) -> tuple:
     return (proposer, original_description.lower())
 
 
-def carry_over(comparison: Comparison, previous: list[Hypothesis]) -> None:
+def carry_over(comparison: Comparison, previous: list[Hypothesis], registry=None) -> None:
     """Keep a re-run's renames and dismissals, and rank the typed hypotheses again on the new measurements.
 
     A typed hypothesis whose text no longer matches a measured property is dropped.
@@ -136,7 +98,7 @@ def carry_over(comparison: Comparison, previous: list[Hypothesis]) -> None:
         if old.proposer != "user":
             continue
         try:
-            values = score_typed(comparison, old.original_description)
+            values = score_typed(comparison, old.original_description, registry)
         except TypedHypothesisError:
             continue
         values.update(description=old.description, dismissed=old.dismissed)
@@ -169,34 +131,95 @@ def row_values(item: AnalysisHypothesis, names: list[str]) -> dict:
     }
 
 
-def score_typed(comparison: Comparison, text: str) -> dict:
-    """Score a typed description on the stored measurements; return the new row's model fields."""
+def _typing_options(comparison: Comparison) -> dict:
+    return {key: comparison.options[key] for key in ("resamples", "permutations") if key in comparison.options}
+
+
+def _stored_clip(comparison: Comparison, registry, notes: list[str]) -> tuple[EmbeddingIndex, object] | None:
+    """Return the stored CLIP image embeddings and the CLIP backend that made them, or None with a note."""
+    entry = stored_entry(comparison)
+    if entry is None:
+        return None
+    try:
+        clip = registry.get("clip")
+    except ModelUnavailable as error:
+        notes.append(f"CLIP is unavailable ({error.reason}), so the stored image embeddings were not used")
+        logger.warning("Typed hypothesis of comparison %s not ranked by CLIP: %s", comparison.uuid, error.reason)
+        return None
+    if clip.info.version != entry["model"]:
+        notes.append(
+            f"the stored image embeddings are of CLIP {entry['model']} but the configured CLIP is "
+            f"{clip.info.version}; run the comparison again to rank typed text with it"
+        )
+        return None
+    index = load_index(comparison)
+    stored = comparison.features
+    if index is None or index.names_a != stored["images_a"] or index.names_b != stored["images_b"]:
+        notes.append("the stored image embeddings are missing or of other images; run the comparison again")
+        return None
+    return index, clip
+
+
+def _match_feature(text: str, registry, notes: list[str]) -> FeatureMatch:
+    """Match ``text`` to a measured feature with the sentence embedder, or by words without one."""
+    try:
+        embedder = registry.get("sentence_embedder")
+    except ModelUnavailable as error:
+        notes.append(f"the sentence embedder is unavailable ({error.reason}), so the text was matched by words")
+        logger.warning("Typed hypothesis matched by words: the sentence embedder is unavailable: %s", error.reason)
+        return match_by_words(text)
+    return EmbeddingMatcher(embedder).match(text)
+
+
+def _score_on_clip(comparison: Comparison, text: str, index: EmbeddingIndex, clip) -> dict:
+    item = AnalysisHypothesis(description=text, proposer="user", source={"path": "clip"})
+    index.rank([item], clip, **_typing_options(comparison))
+    return row_values(item, index.names_a + index.names_b)
+
+
+def _score_on_feature(comparison: Comparison, text: str, match: FeatureMatch) -> dict:
+    values, names_a, names_b = feature_column(comparison, match.feature)
+    item = AnalysisHypothesis(description=text, proposer="user", source={"path": match.matcher, **match.as_source()})
+    score_hypothesis(item, values * match.sign, names_a, names_b, "measured", **_typing_options(comparison))
+    for entries in item.evidence.values():
+        for entry in entries:
+            entry["value"] = entry["score"] * match.sign
+    return row_values(item, names_a + names_b)
+
+
+def score_typed(comparison: Comparison, text: str, registry=None) -> dict:
+    """Score a typed description on the first available path (see the module docstring).
+
+    Returns the new row's model fields. ``registry`` defaults to this process's model registry.
+    """
     text = " ".join(text.split())
     if not text:
         raise TypedHypothesisError("Type a description, such as 'more cells per image'.")
     if len(text) > 500:
         raise TypedHypothesisError(f"The description has {len(text)} characters; the maximum is 500.")
-    # NOTE: typed text is always ranked on a measured feature, even when CLIP or a sentence
-    # embedder ranked the run's text hypotheses, because the web process loads no models.
-    feature, sign, phrase = match_feature(text)
-    values, names_a, names_b = feature_column(comparison, feature)
-    spec = FEATURE_SPECS[feature]
-    item = AnalysisHypothesis(
-        description=text,
-        proposer="user",
-        source={"feature": feature, "sign": sign, "phrase": phrase, "whole_image": spec.whole_image, "unit": spec.unit},
-    )
-    options = {key: comparison.options[key] for key in ("resamples", "permutations") if key in comparison.options}
-    score_hypothesis(item, values * sign, names_a, names_b, "measured", **options)
-    for entries in item.evidence.values():
-        for entry in entries:
-            entry["value"] = entry["score"] * sign
-    return row_values(item, names_a + names_b)
+    if not comparison.features or not comparison.features.get("names"):
+        raise TypedHypothesisError("This comparison has no stored measurements yet; run it first.")
+    if registry is None:
+        from biovlm_web.core.model_registry import get_registry
+
+        # NOTE: the web process loads the CLIP or sentence-embedder model on the first typed
+        # description, which takes seconds on a CPU; later ones reuse the loaded model.
+        registry = get_registry()
+
+    notes: list[str] = []
+    stored_clip = _stored_clip(comparison, registry, notes)
+    if stored_clip is not None:
+        values = _score_on_clip(comparison, text, *stored_clip)
+    else:
+        values = _score_on_feature(comparison, text, _match_feature(text, registry, notes))
+    if notes:
+        values["source"]["path_note"] = "; ".join(notes)
+    return values
 
 
-def rank_typed(comparison: Comparison, text: str, user=None) -> Hypothesis:
-    """Rank a typed description on the stored measurements and add it to the comparison's table."""
-    values = score_typed(comparison, text)
+def rank_typed(comparison: Comparison, text: str, user=None, registry=None) -> Hypothesis:
+    """Rank a typed description at once and add it to the comparison's table."""
+    values = score_typed(comparison, text, registry)
     with transaction.atomic():
         row = Hypothesis.objects.create(comparison=comparison, typed_by=user, **values)
         rerank(comparison)

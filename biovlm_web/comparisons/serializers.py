@@ -1,4 +1,5 @@
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from biovlm_web.comparisons.models import Comparison, ComparisonImage, Hypothesis
@@ -87,6 +88,42 @@ class TypedHypothesisSerializer(serializers.Serializer):
     description = serializers.CharField(max_length=500, help_text="A description to rank, such as 'more cells'.")
 
 
+def typed_ranking(hypothesis) -> dict | None:
+    """Describe how a typed hypothesis was ranked; None for a proposed one.
+
+    ``path`` is clip, sentence_embedder or word_overlap. The feature fields name the measured
+    property a feature path matched, and ``note`` gives the reason a better path was not taken.
+    """
+    if hypothesis.proposer != "user":
+        return None
+    source = hypothesis.source or {}
+    # Typed rows stored before the path was recorded were all matched by words.
+    path = source.get("path") or "word_overlap"
+    return {
+        "path": path,
+        "model": source.get("ranker_model") if path == "clip" else source.get("matcher_model"),
+        "feature": source.get("feature"),
+        "phrase": source.get("phrase"),
+        "sign": source.get("sign"),
+        "similarity": source.get("similarity"),
+        "note": source.get("path_note", ""),
+    }
+
+
+class TypedRankingSerializer(serializers.Serializer):
+    path = serializers.ChoiceField(
+        choices=["clip", "sentence_embedder", "word_overlap"],
+        help_text="clip: CLIP text embedding against the stored image embeddings; sentence_embedder or "
+        "word_overlap: the measured feature matched by sentence embeddings or shared words.",
+    )
+    model = serializers.CharField(allow_null=True, help_text="The CLIP or sentence-embedder model version.")
+    feature = serializers.CharField(allow_null=True, help_text="The matched measured feature, such as object_count.")
+    phrase = serializers.CharField(allow_null=True, help_text="The matched feature description.")
+    sign = serializers.IntegerField(allow_null=True, help_text="1 when the text describes higher values, else -1.")
+    similarity = serializers.FloatField(allow_null=True, help_text="Cosine similarity of the text and the phrase.")
+    note = serializers.CharField(help_text="Why a better path was not taken; empty when none was skipped.")
+
+
 def direction_text(hypothesis) -> str:
     """Name the group the description fits better: A when the AUROC is at least 0.5."""
     comparison = hypothesis.comparison
@@ -104,11 +141,16 @@ class HypothesisSerializer(serializers.ModelSerializer):
         fields = [
             "uuid", "comparison", "rank", "description", "original_description", "direction", "proposer", "ranker",
             "auroc", "auroc_low", "auroc_high", "permutation_p", "q", "welch_p", "effect_size", "mean_a", "mean_b",
-            "source", "evidence", "scores", "dismissed", "typed_by", "created_at",
+            "source", "typed_ranking", "evidence", "scores", "dismissed", "typed_by", "created_at",
         ]  # fmt: skip
         read_only_fields = [name for name in fields if name not in ("description", "dismissed")]
 
     direction = serializers.SerializerMethodField()
+    typed_ranking = serializers.SerializerMethodField()
+
+    @extend_schema_field(TypedRankingSerializer(allow_null=True))
+    def get_typed_ranking(self, hypothesis) -> dict | None:
+        return typed_ranking(hypothesis)
 
     def get_direction(self, hypothesis) -> str:
         return direction_text(hypothesis)

@@ -18,18 +18,6 @@ from tests.comparisons.images import png_bytes, synthetic_groups, zip_bytes
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def _empty_queues(redis_conn):
-    """Submitted jobs are also enqueued in Redis; this empties it around each test."""
-
-
-@pytest.fixture
-def comparison(personas):
-    return Comparison.objects.create(
-        project=personas["project"], name="Crowded against sparse", name_a="Crowded", name_b="Sparse"
-    )
-
-
 def upload(client, comparison, group, files):
     url = reverse("api-comparison-images", args=[comparison.uuid])
     return client.post(url, {"group": group, "file": files}, format="multipart")

@@ -84,9 +84,17 @@ def test_comparison_end_to_end(live_asgi, personas, new_context, screenshot, tmp
 
     page.fill("input[name=hypothesis]", "more cells per image")
     page.get_by_role("button", name="Rank hypothesis").click()
-    expect(page.locator(".typed-result")).to_contain_text("Ranked #")
-    expect(page.locator("table.hypotheses tbody tr", has_text="more cells per image")).to_have_count(1)
+    # The server loads the sentence embedder on the first typed hypothesis, which takes seconds.
+    expect(page.locator(".typed-result")).to_contain_text("Ranked #", timeout=120_000)
+    expect(page.locator(".typed-result")).to_contain_text(
+        'Matched to the measured property "more objects per image" (object_count) by the sentence embedder'
+    )
+    typed_row = page.locator("table.hypotheses tbody tr", has_text="more cells per image")
+    expect(typed_row).to_have_count(1)
+    expect(typed_row.locator(".typed-match")).to_have_text("matched: more objects per image (object_count)")
+    expect(typed_row.locator(".typed-match")).to_have_attribute("data-path", "sentence_embedder")
     expect(evidence).to_contain_text("Evidence: more cells per image")
+    expect(evidence.locator(".typed-ranking")).to_contain_text("by the sentence embedder, cosine similarity")
 
     with page.expect_download() as download_info:
         page.get_by_role("link", name="HTML report").click()
@@ -104,7 +112,9 @@ def test_comparison_end_to_end(live_asgi, personas, new_context, screenshot, tmp
     visitor = new_context().new_page()
     visitor.goto(share_url)
     expect(visitor.get_by_text("You are viewing a shared, read-only result.")).to_be_visible()
-    expect(visitor.locator("table.hypotheses tbody tr", has_text="more cells per image")).to_have_count(1)
+    shared_typed_row = visitor.locator("table.hypotheses tbody tr", has_text="more cells per image")
+    expect(shared_typed_row).to_have_count(1)
+    expect(shared_typed_row.locator(".typed-match")).to_have_text("matched: more objects per image (object_count)")
     expect(visitor.locator("input[name=hypothesis]")).to_have_count(0)
     expect(visitor.get_by_role("button", name="Run comparison")).to_have_count(0)
     visitor.locator("table.hypotheses tbody tr").first.click()

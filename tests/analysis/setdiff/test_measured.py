@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 from analysis.__main__ import main
 from analysis.setdiff.features import FEATURE_NAMES, measure_image, segment
 from analysis.setdiff.ingest import Groups, ImageRecord
+from analysis.setdiff.measured import propose_measured
 from analysis.setdiff.pipeline import Settings, run_setdiff
 from analysis.setdiff.synthetic import make_pair
 
@@ -234,3 +235,42 @@ def test_combined_score_is_mean_z_score():
     roundness = (-np.array([0.7, 0.9, 0.8, 0.6]) + 0.75) / np.sqrt(0.02)
     scores = combined_score(table, {"object_area": 1, "circularity": -1}, count_a=2)
     assert scores == pytest.approx((area + roundness) / 2)
+
+
+def flat_disc_image(count: int, brightness: int, size: int = 96):
+    """Draw discs of one exact grey level on black, with no noise, as rendered test data looks."""
+    image = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(image)
+    for x, y in grid(count, size):
+        draw.ellipse([x - 5, y - 5, x + 5, y + 5], fill=brightness)
+    return np.repeat(np.asarray(image)[..., None], 3, axis=2)
+
+
+def test_flat_objects_have_zero_texture():
+    values = measure_image(flat_disc_image(9, 201))
+    assert values["object_count"] == 9
+    assert values["object_texture"] == 0.0
+
+
+def test_rounding_spread_not_proposed():
+    table = np.ones((6, len(FEATURE_NAMES)))
+    column = FEATURE_NAMES.index("object_texture")
+    # Both groups constant, differing only at the float32 rounding of a flat interior.
+    table[:, column] = [7.56e-8] * 3 + [7.60e-8] * 3
+    count = FEATURE_NAMES.index("object_count")
+    table[:, count] = [20, 21, 22, 10, 11, 12]
+    proposed = {item.source["feature"] for item in propose_measured(table, 3)}
+    assert proposed == {"object_count"}
+
+
+def test_flat_objects_rank_real_differences():
+    # A draws its discs one grey level brighter than B. Unless flat interiors measure exactly 0,
+    # their float32 rounding differs by level and ranks "smoother objects" first.
+    images_a = [flat_disc_image(count, 201) for count in (16, 17, 18, 19, 20)]
+    images_b = [flat_disc_image(count, 200) for count in (6, 7, 8, 9, 10)]
+    result = run_setdiff(as_groups(images_a, images_b), None, FAST)
+    features = [item.source["feature"] for item in result.hypotheses]
+    assert "object_texture" not in features
+    # The one grey level between the discs is a real, constant difference and ties the count.
+    assert set(features[:2]) == {"object_count", "object_intensity"}
+    assert result.hypotheses[0].result.auroc == 1.0

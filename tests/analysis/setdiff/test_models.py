@@ -322,3 +322,67 @@ def test_cli_rank_from_stored_embeddings(sources, tmp_path, monkeypatch, capsys)
 
     assert main(["setdiff", "rank", str(tmp_path / "missing.npz"), "red cells"]) == 2
     assert "run 'setdiff run' first" in capsys.readouterr().err
+
+
+class CountingClip:
+    """Wrap a CLIP backend and count the images it embeds."""
+
+    def __init__(self, clip) -> None:
+        self.clip = clip
+        self.info = clip.info
+        self.images = 0
+
+    def embed_images(self, images):
+        self.images += len(images)
+        return self.clip.embed_images(images)
+
+    def embed_texts(self, texts):
+        return self.clip.embed_texts(texts)
+
+
+def test_clip_index_reuses_rows_by_key(registry, tmp_path):
+    clip = registry.get("clip")
+    images_a = coloured_images((220, 40, 40), 3, 31)
+    images_b = coloured_images((40, 40, 220), 3, 32)
+    names_a, names_b = ["a0", "a1", "a2"], ["b0", "b1", "b2"]
+    keys = [f"sha-{name}" for name in names_a + names_b]
+    first = EmbeddingIndex.from_clip(clip, images_a, images_b, names_a, names_b, keys)
+    first.save(tmp_path / "index.npz")
+    stored = EmbeddingIndex.load(tmp_path / "index.npz")
+    assert stored.keys == keys
+
+    # One image of B changes; only it is embedded again.
+    changed_b = [*images_b[:2], coloured_images((40, 220, 40), 1, 33)[0]]
+    counting = CountingClip(clip)
+    second = EmbeddingIndex.from_clip(
+        counting, images_a, changed_b, names_a, names_b, [*keys[:5], "sha-new"], previous=stored
+    )
+    assert counting.images == 1
+    assert np.allclose(second.embeddings[:5], first.embeddings[:5])
+    assert np.allclose(second.embeddings[5], clip.embed_images(changed_b[2:])[0], atol=1e-5)
+
+
+def test_clip_index_ignores_other_model(registry):
+    clip = registry.get("clip")
+    images_a = coloured_images((220, 40, 40), 2, 34)
+    images_b = coloured_images((40, 40, 220), 2, 35)
+    keys = ["k0", "k1", "k2", "k3"]
+    other = EmbeddingIndex(np.zeros((4, 16), np.float32), ["a0", "a1"], ["b0", "b1"], "clip", "other@0", keys)
+    counting = CountingClip(clip)
+    index = EmbeddingIndex.from_clip(counting, images_a, images_b, ["a0", "a1"], ["b0", "b1"], keys, previous=other)
+    assert counting.images == 4
+    assert np.allclose(index.embeddings, clip.embed_images(images_a + images_b), atol=1e-5)
+
+
+def test_clip_image_index_without_text(registry):
+    from analysis.setdiff.pipeline import clip_image_index
+
+    groups = groups_from(coloured_images((220, 40, 40), 3, 36), coloured_images((40, 40, 220), 3, 37))
+    settings = Settings(proposers=("measured",), text_ranker="clip", **FAST)
+    result = run_setdiff(groups, registry, settings)
+    assert result.index is None
+    index = clip_image_index(result, registry)
+    assert index.ranker == "clip"
+    assert index.keys == [image.sha256 for image in groups.images]
+    assert index.names_a == [image.name for image in groups.a]
+    assert result.models["clip"] == index.model

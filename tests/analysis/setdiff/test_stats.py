@@ -134,3 +134,38 @@ def test_separation_and_q_values():
 def test_separation_needs_two_per_group():
     with pytest.raises(ValueError, match="at least 2"):
         stats.separation([1.0], [2.0, 3.0])
+
+
+def scored(description: str, scores_a, scores_b):
+    from analysis.setdiff.hypotheses import Hypothesis
+
+    item = Hypothesis(description, "measured")
+    item.result = stats.separation(scores_a, scores_b, resamples=100, permutations=200)
+    return item
+
+
+def test_rank_puts_rounding_difference_last():
+    from analysis.setdiff.hypotheses import rank
+
+    # The rounding difference separates perfectly, with an infinite effect size.
+    rounding = scored("smoother objects", [7.6e-8] * 3, [7.56e-8] * 3)
+    weaker = scored("larger objects", [3.0, 5.0, 4.0], [1.0, 3.5, 2.0])
+    constant = scored("more objects", [16.0] * 3, [6.0] * 3)
+    assert rounding.result.auroc == 1.0
+    assert math.isinf(rounding.result.effect_size)
+    assert weaker.result.auroc < 1.0
+    ordered = [item.description for item in rank([rounding, weaker, constant])]
+    assert ordered == ["more objects", "larger objects", "smoother objects"]
+
+
+def test_rank_reads_missing_effect_as_infinite():
+    from analysis.setdiff.hypotheses import rank
+
+    # A stored infinite effect size is read back as NaN, as when the web app ranks its table again.
+    varying = scored("more edges", [20.0, 21.0, 22.0], [10.0, 11.0, 12.0])
+    constant = scored("more objects", [16.0] * 3, [6.0] * 3)
+    rounding = scored("smoother objects", [7.6e-8] * 3, [7.56e-8] * 3)
+    for item in (constant, rounding):
+        item.result.effect_size = float("nan")
+    ordered = [item.description for item in rank([rounding, varying, constant])]
+    assert ordered == ["more objects", "more edges", "smoother objects"]
