@@ -1,7 +1,9 @@
 """The model registry of this process, built from settings.
 
-Only workers load weights: the web process reads the configured sources and the results of
-the last model check job, and never calls ``get``.
+Workers load weights for analysis jobs. The web process reads the configured sources and the
+results of the last model check job, with one exception: ranking a typed comparison hypothesis
+loads the text encoder (CLIP or the sentence embedder) in the web process, so the answer comes
+at once (see ``biovlm_web/comparisons/ranking.py``).
 """
 
 from functools import lru_cache
