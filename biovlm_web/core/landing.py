@@ -1,4 +1,4 @@
-"""What the home page shows: the three capabilities, the job queues and workers, and the model roles."""
+"""Home page data: the three capabilities, the job queues and workers, and the model roles."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ MAX_PROJECT_LINKS = 3
 
 def capabilities(projects) -> list[dict]:
     """Return each capability with links into the first projects and its newest finished result."""
-    shown = list(projects[:MAX_PROJECT_LINKS])
+    linked_projects = list(projects[:MAX_PROJECT_LINKS])
     rows = []
     for capability in CAPABILITIES:
         latest = (
@@ -56,7 +56,7 @@ def capabilities(projects) -> list[dict]:
         rows.append(
             {
                 **capability,
-                "links": [(project.name, reverse(capability["project_url"], args=[project.uuid])) for project in shown],
+                "links": [(project.name, reverse(capability["project_url"], args=[project.uuid])) for project in linked_projects],
                 "latest": latest,
                 "latest_url": (latest.result or {}).get(capability["result_key"]) if latest else None,
             }
