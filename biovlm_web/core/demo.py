@@ -156,7 +156,9 @@ def _start_anomaly(project, user, files: dict, scale: DemoScale, report) -> None
     with transaction.atomic():
         video = files[demo_data.ANOMALY_CLIP]
         follow_up = submit_job(project, FOLLOW_UP_KIND, {"scene": str(scene.uuid), "video": str(video.uuid)}, user)
-    report(f"Submitted the scene fit (job {scene.fit_job.uuid}) and the video analysis after it (job {follow_up.uuid}).")
+    report(
+        f"Submitted the scene fit (job {scene.fit_job.uuid}) and the video analysis after it (job {follow_up.uuid})."
+    )
 
 
 def _start_model_check(user, report) -> None:
@@ -231,7 +233,11 @@ def _job_check(name: str, job: Job | None) -> Check:
 def _tomogram_checks(project) -> list[Check]:
     from biovlm_web.tomograms.models import TomogramRun
 
-    run = TomogramRun.objects.filter(tomogram__project=project, tomogram__name=TOMOGRAM_NAME).select_related("job").first()
+    run = (
+        TomogramRun.objects.filter(tomogram__project=project, tomogram__name=TOMOGRAM_NAME)
+        .select_related("job")
+        .first()
+    )
     checks = [_job_check("tomogram run", run.job if run else None)]
     if checks[0].passed:
         fbeta = (run.evaluation or {}).get("weighted_fbeta")

@@ -56,7 +56,10 @@ def capabilities(projects) -> list[dict]:
         rows.append(
             {
                 **capability,
-                "links": [(project.name, reverse(capability["project_url"], args=[project.uuid])) for project in linked_projects],
+                "links": [
+                    (project.name, reverse(capability["project_url"], args=[project.uuid]))
+                    for project in linked_projects
+                ],
                 "latest": latest,
                 "latest_url": (latest.result or {}).get(capability["result_key"]) if latest else None,
             }

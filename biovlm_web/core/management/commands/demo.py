@@ -19,7 +19,14 @@ from django.core.management.base import BaseCommand, CommandError
 
 WORKER_CLASS = "biovlm_web.core.worker.JobWorker"
 # Variables that point a process at other services or files; the check runs without them.
-ISOLATED_VARIABLES = ("DATABASE_URL", "REDIS_URL", "MEDIA_ROOT", "SECRET_KEY_FILE", "UPLOAD_TEMP_DIR", "STORAGE_BACKEND")
+ISOLATED_VARIABLES = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "MEDIA_ROOT",
+    "SECRET_KEY_FILE",
+    "UPLOAD_TEMP_DIR",
+    "STORAGE_BACKEND",
+)
 
 
 class Command(BaseCommand):
@@ -32,7 +39,10 @@ class Command(BaseCommand):
         mode.add_argument("--check", action="store_true", help="Run the demo in a temporary directory and check it.")
         mode.add_argument("--verify", action="store_true", help="Check the demo project of the configured database.")
         parser.add_argument(
-            "--scale", choices=sorted(SCALES), default="check", help="Size of the demo that --check runs (default check)."
+            "--scale",
+            choices=sorted(SCALES),
+            default="check",
+            help="Size of the demo that --check runs (default check).",
         )
         parser.add_argument(
             "--timeout", type=float, default=900, help="Seconds the burst worker may take for all jobs (default 900)."
@@ -52,7 +62,9 @@ class Command(BaseCommand):
 
         project = Project.objects.filter(name=DEMO_PROJECT, owner__username=DEMO_USERNAME).first()
         if project is None:
-            raise CommandError(f"No project {DEMO_PROJECT!r} of user {DEMO_USERNAME!r}; run manage.py demo_setup first.")
+            raise CommandError(
+                f"No project {DEMO_PROJECT!r} of user {DEMO_USERNAME!r}; run manage.py demo_setup first."
+            )
         checks = verify_demo(project)
         for item in checks:
             self.stdout.write(f"{'PASS' if item.passed else 'FAIL'}  {item.name}: {item.detail}")
@@ -77,7 +89,11 @@ class Command(BaseCommand):
         steps = [
             ("migrate", [*manage, "migrate", "--noinput", "-v", "0"], 300),
             ("demo_setup", [*manage, "demo_setup", "--scale", scale], 600),
-            ("burst worker", [*manage, "rqworker", "--burst", "--worker-class", WORKER_CLASS, "gpu", "default"], timeout),
+            (
+                "burst worker",
+                [*manage, "rqworker", "--burst", "--worker-class", WORKER_CLASS, "gpu", "default"],
+                timeout,
+            ),
             ("verify", [*manage, "demo", "--verify"], 120),
         ]
         started = time.perf_counter()

@@ -67,4 +67,6 @@ class Command(BaseCommand):
             except DataFetchError as error:
                 raise CommandError(f"Fetching the demo data failed: {error}") from error
 
-        self.stdout.write(f"Sign in at {url} as {DEMO_USERNAME!r} with password {password!r} (stored in {credentials}).")
+        self.stdout.write(
+            f"Sign in at {url} as {DEMO_USERNAME!r} with password {password!r} (stored in {credentials})."
+        )
