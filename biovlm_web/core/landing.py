@@ -11,7 +11,8 @@ from biovlm_web.core.models import Job
 
 logger = logging.getLogger(__name__)
 
-# Each capability: its title, what it does, the page of a project that starts it, and the job
+# Each capability: its title, what it does, the page of a project that starts it with that
+# link's text (not the project's name, which other links on the page carry), and the job
 # kinds and result key of its finished runs.
 CAPABILITIES = (
     {
@@ -19,6 +20,7 @@ CAPABILITIES = (
         "title": "Cryo-ET spatial query",
         "summary": "Pick particles in an MRC tomogram, classify them with APT-ViT and query the particle map.",
         "project_url": "tomogram-list",
+        "link_text": "Tomograms",
         "kinds": ("tomogram_run",),
         "result_key": "run_url",
     },
@@ -27,6 +29,7 @@ CAPABILITIES = (
         "title": "Set-difference comparison",
         "summary": "Rank descriptions of what is more true of image group A than of group B, with evidence.",
         "project_url": "project-detail",
+        "link_text": "Comparisons",
         "kinds": ("setdiff_comparison", "setdiff_comparison_models"),
         "result_key": "comparison_url",
     },
@@ -35,6 +38,7 @@ CAPABILITIES = (
         "title": "Lab video anomaly review",
         "summary": "Fit a scene on normal videos, flag what differs in new ones, and review each flagged event.",
         "project_url": "project-detail",
+        "link_text": "Anomaly scenes",
         "kinds": ("anomaly_video_run",),
         "result_key": "run_url",
     },

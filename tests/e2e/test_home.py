@@ -26,5 +26,5 @@ def test_home_shows_platform_state(live_asgi, worker, personas, new_context, scr
     expect(page.locator('tr[data-role="llm"]')).to_be_visible()
     screenshot(page, "home")
 
-    page.locator('[data-capability="cryoet"]').get_by_role("link", name="Cell biology").click()
+    page.locator('[data-capability="cryoet"]').get_by_role("link", name="Tomograms").click()
     expect(page).to_have_url(f"{live_asgi.url}/projects/{personas['project'].uuid}/tomograms/")
