@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.urls import reverse
 
@@ -184,6 +185,30 @@ def start_demo(project, user, scale: DemoScale, report=logger.info) -> None:
         _start_model_check(user, report)
 
 
+def _first_by_uuid(queryset, value):
+    """Return the row of ``queryset`` with this UUID, or None, also for a string that is no UUID."""
+    try:
+        return queryset.filter(uuid=str(value)).first()
+    except ValidationError:
+        return None
+
+
+def _validate_follow_up(project, params: dict) -> dict:
+    from biovlm_web.anomalies.models import Scene
+    from biovlm_web.uploads.models import DataFile
+
+    scene = _first_by_uuid(Scene.objects.filter(project=project), params.get("scene", ""))
+    if scene is None:
+        raise JobError(f"params.scene must be the UUID of a scene in project {project.name!r}.")
+    if scene.fit_job_id is None and not scene.fitted:
+        raise JobError(f"Scene {scene.name!r} has no fit job; fit it before analysing a video.")
+    videos = DataFile.objects.filter(dataset__project=project, kind=DataFile.Kind.VIDEO)
+    video = _first_by_uuid(videos, params.get("video", ""))
+    if video is None:
+        raise JobError(f"params.video must be the UUID of a video file in project {project.name!r}.")
+    return {"scene": str(scene.uuid), "video": str(video.uuid)}
+
+
 def run_follow_up(job, reporter) -> dict:
     """Wait until the demo scene is fitted, then submit the analysis of the video with the known anomaly."""
     from biovlm_web.anomalies.jobs import RUN_KIND
@@ -213,7 +238,14 @@ def run_follow_up(job, reporter) -> dict:
     return {"run": str(run.uuid), "run_url": reverse("anomaly-run-detail", args=[run.uuid]), "job": str(run.job.uuid)}
 
 
-register_job_kind(JobKind(name=FOLLOW_UP_KIND, title="Demo: analyse the video after the fit", function=run_follow_up))
+register_job_kind(
+    JobKind(
+        name=FOLLOW_UP_KIND,
+        title="Demo: analyse the video after the fit",
+        function=run_follow_up,
+        validate=_validate_follow_up,
+    )
+)
 
 
 @dataclass

@@ -65,3 +65,23 @@ def test_demo_check_runs_every_job():
     assert "All 8 demo checks passed." in text
     assert "PASS  known anomaly found" in text
     assert "FAIL" not in text
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({}, "params.scene must be the UUID of a scene"),
+        ({"scene": "not-a-uuid"}, "params.scene must be the UUID of a scene"),
+        ({"scene": "SCENE", "video": "not-a-uuid"}, "params.video must be the UUID of a video file"),
+    ],
+)
+def test_follow_up_job_rejects_bad_params(personas, params, message):
+    from biovlm_web.anomalies.models import Scene
+    from biovlm_web.core.jobs import JobError, submit_job
+
+    project = personas["project"]
+    scene = Scene.objects.create(project=project, name="bench", model={"fitted": True})
+    params = {key: str(scene.uuid) if value == "SCENE" else value for key, value in params.items()}
+    with pytest.raises(JobError, match=message):
+        submit_job(project, "demo_anomaly_video", params, user=personas["owner"])
