@@ -182,7 +182,7 @@ def write_clips(directory: Path, street: Path, intruder: Path) -> tuple[list[Pat
     write_video(normal_paths[0], frames[:half], CLIP_FPS, width, height)
     write_video(normal_paths[1], frames[half:], CLIP_FPS, width, height)
 
-    # A 50x60 patch of the fourth sampled Big Buck Bunny frame crosses the top of the frame,
+    # A 60x50 (width x height) patch of the fourth sampled Big Buck Bunny frame crosses the top of the frame,
     # where nothing moves in the street clip, from left to right.
     bunny = [frame.image for frame in read_frames(intruder, fps=2, max_side=160)]
     patch = bunny[min(3, len(bunny) - 1)][20:70, 40:100]
