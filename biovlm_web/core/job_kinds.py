@@ -21,3 +21,5 @@ def run_check_models(job, reporter) -> dict:
 
 
 register_job_kind(JobKind(name="check_models", title="Check models", function=run_check_models, queue="gpu"))
+
+from biovlm_web.core import demo  # noqa: E402, F401  registers the demo's follow-up job kind

