@@ -45,8 +45,10 @@ from analysis.filetypes import (
     ZIP,
     FileCheckError,
     FileType,
+    check_archive_members,
     mrc_data_bytes,
     mrc_dimension_problem,
+    zip_members,
 )
 
 # JSON files up to this size are parsed on arrival to check them. Larger ones are only checked as UTF-8.
@@ -84,7 +86,7 @@ _PILLOW_LIMIT_LOCK = threading.Lock()
 
 
 @contextmanager
-def _pillow_own_pixel_check():
+def pillow_own_pixel_check():
     """Switch off Pillow's global decompression-bomb limit while the caller applies its own.
 
     Pillow's limit (``Image.MAX_IMAGE_PIXELS``) is process-wide and would reject images
@@ -103,7 +105,7 @@ def _pillow_own_pixel_check():
 
 
 def _read_pillow_image(path: Path, filename: str, max_pixels: int) -> dict:
-    with _pillow_own_pixel_check() as Image:
+    with pillow_own_pixel_check() as Image:
         try:
             with Image.open(path) as image:
                 width, height = image.size
@@ -184,8 +186,11 @@ def _read_video(path: Path, filename: str, max_pixels: int) -> dict:
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError, ValueError) as error:
+        # FFmpeg's message ends with the server-side path, so only its reason is shown.
+        reason = getattr(error, "strerror", None) or type(error).__name__
         raise FileCheckError(
-            f"{filename}: the video could not be opened ({error}). Check that the file is complete and upload it again.",
+            f"{filename}: the video could not be opened ({reason}). The file is damaged, cut short (an MP4 "
+            "whose index was not written) or not a video. Check that the file is complete and upload it again.",
             "unreadable",
         ) from error
     with container:
@@ -209,6 +214,9 @@ def _read_video(path: Path, filename: str, max_pixels: int) -> dict:
         }
         warnings_found: list[str] = []
         metadata["rotation_degrees"], metadata["rotation_source"] = _video_rotation(container, stream, warnings_found)
+        # The frame size as players show it, after the display rotation.
+        quarter_turn = metadata["rotation_degrees"] in (90, 270)
+        metadata["display_width"], metadata["display_height"] = (height, width) if quarter_turn else (width, height)
 
     frame_count, source = _video_frame_count(path, stream.frames)
     metadata["frame_count"] = frame_count
@@ -293,6 +301,14 @@ def _read_mrc(path: Path, filename: str, max_pixels: int) -> dict:
     messages = [str(warning.message) for warning in caught]
     data_bytes = mrc_data_bytes(nx, ny, nz, mode)
     available = file_size - MRC_HEADER_BYTES - nsymbt
+    if available < data_bytes and nsymbt and file_size - MRC_HEADER_BYTES >= data_bytes:
+        raise FileCheckError(
+            f"{filename}: the header declares a {nsymbt}-byte extended header, but the file has only "
+            f"{file_size - MRC_HEADER_BYTES} bytes after the main header, enough for the {data_bytes} bytes of "
+            f"data alone. The extended header is missing or NSYMBT (bytes 93 to 96) is wrong; fix the header "
+            "(for example with IMOD's alterheader) and upload the file again.",
+            "truncated",
+        )
     if available < data_bytes:
         raise FileCheckError(
             f"{filename}: the file is truncated: its header describes {nx} × {ny} × {nz} voxels of mode {mode} "
@@ -304,6 +320,14 @@ def _read_mrc(path: Path, filename: str, max_pixels: int) -> dict:
         messages.append(f"The file has {available - data_bytes} bytes after the data that the header describes.")
     if header.map != b"MAP ":
         messages.append("There is no 'MAP ' identifier at byte 208; the file predates MRC2014 or was written loosely.")
+    statistics = {"minimum": header.dmin, "maximum": header.dmax, "mean": header.dmean}
+    not_finite = [name for name, value in statistics.items() if not math.isfinite(float(value))]
+    if not_finite:
+        messages.append(
+            f"The header's {' and '.join(not_finite)} {'are' if len(not_finite) > 1 else 'is'} not finite, "
+            "so the data likely holds inf or NaN "
+            "voxels (float16 overflows to inf above 65504). Such voxels are replaced when the volume is read."
+        )
     if mode in (3, 101):
         messages.append(f"Mode {mode} is rare; some tools, mrcfile among them, cannot read its data.")
 
@@ -383,20 +407,30 @@ def _npy_header(handle, filename: str, total_bytes: int | None) -> dict:
     return metadata
 
 
-def _read_zip(path: Path, filename: str, max_pixels: int) -> dict:
+def _zip_entries(path: Path, filename: str) -> list[zipfile.ZipInfo]:
     try:
         with zipfile.ZipFile(path) as archive:
-            entries = archive.infolist()
+            return archive.infolist()
     except (zipfile.BadZipFile, OSError) as error:
         raise FileCheckError(
             f"{filename}: the ZIP archive could not be read ({error}). Check that it is complete and upload it again.",
             "unreadable",
         ) from error
+
+
+def _zip_summary(entries: list[zipfile.ZipInfo]) -> dict:
     return {"entries": len(entries), "uncompressed_bytes": sum(entry.file_size for entry in entries)}
 
 
+def _read_zip(path: Path, filename: str, max_pixels: int) -> dict:
+    entries = _zip_entries(path, filename)
+    check_archive_members(filename, zip_members(entries))
+    return _zip_summary(entries)
+
+
 def _read_npz(path: Path, filename: str, max_pixels: int) -> dict:
-    metadata = _read_zip(path, filename, max_pixels)
+    # NumPy reads members into memory and never extracts them, so their names and ratios are not checked.
+    metadata = _zip_summary(_zip_entries(path, filename))
     arrays = {}
     with zipfile.ZipFile(path) as archive:
         for entry in archive.infolist()[:MAX_LISTED_ARRAYS]:

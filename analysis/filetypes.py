@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import struct
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,11 @@ MRC_HEADER_BYTES = 1024
 # MRC2014 data modes and their bytes per voxel; mode 101 packs two 4-bit voxels per byte.
 MRC_MODE_BYTES = {0: 1, 1: 2, 2: 4, 3: 4, 4: 8, 6: 2, 12: 2, 101: 0.5}
 MRC_MAX_DIMENSION = 1 << 24
+# An archive member that expands more than ARCHIVE_MAX_RATIO times and to more than
+# ARCHIVE_RATIO_MIN_BYTES is rejected as a decompression bomb. Micrographs and video frames
+# seldom compress better than 10:1, and below the byte floor a high ratio is harmless.
+ARCHIVE_MAX_RATIO = 100
+ARCHIVE_RATIO_MIN_BYTES = 16 * 1024 * 1024
 
 
 class Kind:
@@ -352,3 +358,50 @@ def inspect_file(path: str | Path, filename: str, *, max_image_pixels: int) -> I
     file_type = identify(path, filename)
     metadata = read_metadata(path, file_type, filename, max_image_pixels=max_image_pixels)
     return Inspection(file_type, file_type.content_type_for(file_extension(filename)), metadata)
+
+
+# --- Archive members ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArchiveMember:
+    """One file in an archive: its stored name and its sizes in bytes."""
+
+    name: str
+    size: int
+    compressed_size: int
+
+
+def zip_members(entries: Iterable[zipfile.ZipInfo]) -> list[ArchiveMember]:
+    return [ArchiveMember(info.filename, info.file_size, info.compress_size) for info in entries]
+
+
+def unsafe_member_name(name: str) -> bool:
+    """Return whether an archive member name is absolute or climbs out of the archive with ``..``."""
+    normalised = name.replace("\\", "/")
+    absolute = normalised.startswith("/") or (len(normalised) > 1 and normalised[1] == ":")
+    return absolute or ".." in normalised.split("/")
+
+
+def check_archive_members(filename: str, members: Iterable[ArchiveMember]) -> None:
+    """Reject an archive whose member names or sizes are unsafe, before any member is extracted.
+
+    Raises FileCheckError (code ``unsafe``) for a member named with an absolute path or a
+    ``..`` component, and for a member whose expansion ratio marks a decompression bomb.
+    """
+    for member in members:
+        if unsafe_member_name(member.name):
+            raise FileCheckError(
+                f"{filename}: the archive member {member.name!r} has an absolute path or a '..' component, "
+                "so extracting it would write outside the target folder. Recreate the archive with relative "
+                "paths inside one folder.",
+                "unsafe",
+            )
+        ratio = member.size / max(member.compressed_size, 1)
+        if member.size > ARCHIVE_RATIO_MIN_BYTES and ratio > ARCHIVE_MAX_RATIO:
+            raise FileCheckError(
+                f"{filename}: the archive member {member.name!r} expands from {member.compressed_size} to "
+                f"{member.size} bytes, a ratio of {ratio:.0f} to 1, over the limit of {ARCHIVE_MAX_RATIO} to 1 "
+                "that protects the server from decompression bombs. Upload the files without the archive.",
+                "unsafe",
+            )
