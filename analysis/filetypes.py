@@ -96,6 +96,11 @@ CSV = FileType("csv", "CSV table", Kind.TABLE, "text/csv", (".csv",))
 TSV = FileType("tsv", "TSV table", Kind.TABLE, "text/tab-separated-values", (".tsv", ".tab"))
 STAR = FileType("star", "STAR file", Kind.TABLE, "text/plain", (".star",))
 JSON = FileType("json", "JSON document", Kind.TABLE, "application/json", (".json",))
+# One JSON object a line, as the CryoET Data Portal stores point annotations.
+NDJSON = FileType("ndjson", "NDJSON document", Kind.TABLE, "application/x-ndjson", (".ndjson", ".jsonl"))
+# Rows of 3 to 5 numbers (``x y z``, optionally after object and contour numbers), as IMOD's
+# model2point writes them. A .txt file is this type only when its content has that shape.
+POINT_LIST = FileType("point_list", "point list (IMOD model2point text)", Kind.TABLE, "text/plain", (".pts",))
 PLAIN_TEXT = FileType(
     "text", "plain text", Kind.OTHER, "text/plain", (".txt", ".text", ".log", ".md", ".tlt", ".rawtlt", ".xf")
 )
@@ -104,9 +109,10 @@ BINARY = FileType("binary", "binary data", Kind.OTHER, "application/octet-stream
 
 KNOWN_TYPES: tuple[FileType, ...] = (
     PNG, JPEG, TIFF, GIF, BMP, WEBP, DICOM, MP4, AVI, MATROSKA, MRC, NPY, NPZ, HDF5, ZIP, GZIP, TAR,
-    CSV, TSV, STAR, JSON, PLAIN_TEXT,
+    CSV, TSV, STAR, JSON, NDJSON, POINT_LIST, PLAIN_TEXT,
 )  # fmt: skip
-TEXT_TYPES = (CSV, TSV, STAR, JSON, PLAIN_TEXT)
+TEXT_TYPES = (CSV, TSV, STAR, JSON, NDJSON, POINT_LIST, PLAIN_TEXT)
+POINT_LIST_MAX_COLUMNS = 5
 _CONTENT_TYPE_BY_EXTENSION = {
     ".mov": "video/quicktime",
     ".qt": "video/quicktime",
@@ -308,11 +314,34 @@ def identify(path: str | Path, filename: str) -> FileType:
 
 def _resolve_text(path: Path, filename: str, extension: str, claimed: list[FileType]) -> FileType:
     text_types = [file_type for file_type in claimed if file_type in TEXT_TYPES]
+    if text_types == [PLAIN_TEXT] and extension == ".txt" and _looks_like_point_list(path):
+        return POINT_LIST
     if text_types:
         return text_types[0]
     if claimed:
         raise FileCheckError(_mismatch_message(filename, PLAIN_TEXT, extension, claimed[0]), "type_mismatch")
     return PLAIN_TEXT
+
+
+def _looks_like_point_list(path: Path) -> bool:
+    """Return whether the first lines of a text file are all rows of 3 to 5 numbers."""
+    with Path(path).open("rb") as handle:
+        head = handle.read(HEAD_BYTES)
+        complete = handle.read(1) == b""
+    lines = head.decode("utf-8", "replace").splitlines()
+    if not complete and lines:
+        lines = lines[:-1]  # the last line may be cut at HEAD_BYTES
+    rows = [line.split() for line in lines if line.strip()]
+    if not rows:
+        return False
+    for fields in rows:
+        if not 3 <= len(fields) <= POINT_LIST_MAX_COLUMNS:
+            return False
+        try:
+            [float(value) for value in fields]
+        except ValueError:
+            return False
+    return True
 
 
 def _mismatch_message(filename: str, detected: FileType, extension: str, claimed: FileType) -> str:
