@@ -25,8 +25,8 @@ MRC_HEADER_BYTES = 1024
 MRC_MODE_BYTES = {0: 1, 1: 2, 2: 4, 3: 4, 4: 8, 6: 2, 12: 2, 101: 0.5}
 MRC_MAX_DIMENSION = 1 << 24
 # An archive member that expands more than ARCHIVE_MAX_RATIO times and to more than
-# ARCHIVE_RATIO_MIN_BYTES is rejected as a decompression bomb. Micrographs and video frames
-# seldom compress better than 10:1, and below the byte floor a high ratio is harmless.
+# ARCHIVE_RATIO_MIN_BYTES is rejected as a decompression bomb. Both limits are estimates:
+# image and video data rarely compress 100:1, and below the byte floor a high ratio is harmless.
 ARCHIVE_MAX_RATIO = 100
 ARCHIVE_RATIO_MIN_BYTES = 16 * 1024 * 1024
 

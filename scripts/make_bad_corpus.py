@@ -1,6 +1,6 @@
 """Write a corpus of small, deliberately awkward input files for the reliability tests.
 
-Every file is synthetic (ramps, noise and made-up particle positions), so the corpus holds
+Every file is synthetic (ramps, noise and made-up particle positions), so the corpus contains
 no real data. Run ``python scripts/make_bad_corpus.py [FOLDER]`` to write it, by default to
 ``tests/data/bad/``, or import it and call ``write_corpus(folder)``. The tests in
 ``tests/bad_inputs/`` write it to a temporary folder once per session, so this script is
@@ -109,7 +109,7 @@ def write_mrc(path: Path, data: np.ndarray, mode: int, voxel_size: float, **head
 
 
 def ramp_volume(shape=QUIRK_SHAPE) -> np.ndarray:
-    """A float ramp whose value at (z, y, x) is 100 z + 10 y + x, so every voxel is distinct."""
+    """Return a float ramp whose value at (z, y, x) is 100 z + 10 y + x, so every voxel is distinct."""
     z, y, x = np.indices(shape, dtype=np.float64)
     return 100 * z + 10 * y + x
 
@@ -204,54 +204,49 @@ def relion5_centred_angstrom() -> np.ndarray:
     return PARTICLE_ANGSTROM - centre
 
 
-def write_coordinates(folder: Path) -> dict[str, Path]:
-    files = {}
-    files["particle_tomogram"] = write_mrc(
-        folder / "particle_tomogram.mrc", particle_tomogram_values(), 0, PARTICLE_VOXEL_SIZE
-    )
-    # RELION 4: rlnImagePixelSize is the pixel size of the (binned) coordinates.
-    path = folder / "particles_binned_pixels.star"
-    path.write_text(_relion4_star(PARTICLE_VOXELS, "rlnImagePixelSize", PARTICLE_VOXEL_SIZE))
-    files["particles_binned_pixels"] = path
-    # RELION 4 tomography: coordinates in unbinned tilt-series pixels.
-    path = folder / "particles_unbinned_pixels.star"
-    path.write_text(_relion4_star(PARTICLE_VOXELS * BIN_FACTOR, "rlnTomoTiltSeriesPixelSize", TILT_SERIES_PIXEL_SIZE))
-    files["particles_unbinned_pixels"] = path
+def _relion5_star() -> str:
     centred = relion5_centred_angstrom()
-    path = folder / "particles_relion5_centred.star"
-    path.write_text(
-        "# version 50001\n\n"
-        + _star_loop(
-            "particles",
-            {
-                "rlnTomoName": ["TS_01"] * len(centred),
-                "rlnCenteredCoordinateXAngst": [f"{value:.2f}" for value in centred[:, 0]],
-                "rlnCenteredCoordinateYAngst": [f"{value:.2f}" for value in centred[:, 1]],
-                "rlnCenteredCoordinateZAngst": [f"{value:.2f}" for value in centred[:, 2]],
-            },
-        )
-    )
-    files["particles_relion5_centred"] = path
-    # Binned voxels with no unit line: the reader must not guess.
-    path = folder / "particles_no_unit.csv"
-    rows = ["x,y,z,class"] + [f"{x:g},{y:g},{z:g},ribosome" for x, y, z in PARTICLE_VOXELS]
-    path.write_text("\n".join(rows) + "\n")
-    files["particles_no_unit"] = path
-    # Portal points whose "x" field holds z and whose "z" field holds x.
-    path = folder / "portal_points_zyx.ndjson"
+    columns = {
+        "rlnTomoName": ["TS_01"] * len(centred),
+        "rlnCenteredCoordinateXAngst": [f"{value:.2f}" for value in centred[:, 0]],
+        "rlnCenteredCoordinateYAngst": [f"{value:.2f}" for value in centred[:, 1]],
+        "rlnCenteredCoordinateZAngst": [f"{value:.2f}" for value in centred[:, 2]],
+    }
+    return "# version 50001\n\n" + _star_loop("particles", columns)
+
+
+def _portal_ndjson_zyx() -> str:
+    """Return portal points whose "x" field contains z and whose "z" field contains x."""
     records = []
     for x, y, z in PARTICLE_VOXELS:
         location = {"x": float(z), "y": float(y), "z": float(x)}
-        records.append(
-            json.dumps({"type": "orientedPoint", "location": location, "xyz_rotation_matrix": np.eye(3).tolist()})
-        )
-    path.write_text("\n".join(records) + "\n")
-    files["portal_points_zyx"] = path
-    # model2point output whose pixel values were multiplied by the pixel size once too often.
-    path = folder / "imod_points_scaled.txt"
-    scaled = PARTICLE_VOXELS * PARTICLE_VOXEL_SIZE
-    path.write_text("".join(f"1 1 {x:.2f} {y:.2f} {z:.2f}\n" for x, y, z in scaled))
-    files["imod_points_scaled"] = path
+        record = {"type": "orientedPoint", "location": location, "xyz_rotation_matrix": np.eye(3).tolist()}
+        records.append(json.dumps(record) + "\n")
+    return "".join(records)
+
+
+def write_coordinates(folder: Path) -> dict[str, Path]:
+    texts = {
+        # RELION 4: rlnImagePixelSize is the pixel size of the (binned) coordinates.
+        "particles_binned_pixels.star": _relion4_star(PARTICLE_VOXELS, "rlnImagePixelSize", PARTICLE_VOXEL_SIZE),
+        # RELION 4 tomography: coordinates in unbinned tilt-series pixels.
+        "particles_unbinned_pixels.star": _relion4_star(
+            PARTICLE_VOXELS * BIN_FACTOR, "rlnTomoTiltSeriesPixelSize", TILT_SERIES_PIXEL_SIZE
+        ),
+        "particles_relion5_centred.star": _relion5_star(),
+        # Binned voxels with no unit line: the reader must not guess.
+        "particles_no_unit.csv": "x,y,z,class\n"
+        + "".join(f"{x:g},{y:g},{z:g},ribosome\n" for x, y, z in PARTICLE_VOXELS),
+        "portal_points_zyx.ndjson": _portal_ndjson_zyx(),
+        # model2point output whose pixel values were multiplied by the pixel size once too often.
+        "imod_points_scaled.txt": "".join(f"1 1 {x:.2f} {y:.2f} {z:.2f}\n" for x, y, z in PARTICLE_ANGSTROM),
+    }
+    tomogram = write_mrc(folder / "particle_tomogram.mrc", particle_tomogram_values(), 0, PARTICLE_VOXEL_SIZE)
+    files = {"particle_tomogram": tomogram}
+    for filename, text in texts.items():
+        path = folder / filename
+        path.write_text(text)
+        files[path.stem] = path
     return files
 
 
@@ -317,7 +312,7 @@ def gray16_values() -> np.ndarray:
 
 
 def png_bomb_bytes(side: int = BOMB_IMAGE_SIDE) -> bytes:
-    """A PNG whose header declares side × side gray pixels, followed by a few bytes of data.
+    """Return a PNG whose header declares side × side gray pixels, followed by a few bytes of data.
 
     Its header is valid, so only a pixel count check before decoding can reject it cheaply.
     """
@@ -337,6 +332,13 @@ def small_png_bytes(color=(30, 160, 90)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (16, 12), color).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def _member(name: str, compression: int = zipfile.ZIP_STORED) -> zipfile.ZipInfo:
+    """Return a ZIP entry with a fixed date, so the archive's bytes are the same on every run."""
+    info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+    info.compress_type = compression
+    return info
 
 
 def write_images(folder: Path) -> dict[str, Path]:
@@ -366,14 +368,14 @@ def write_images(folder: Path) -> dict[str, Path]:
     files["bomb"] = path
     path = folder / "traversal.zip"
     with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("ok.png", small_png_bytes())
-        archive.writestr("../escaped.png", small_png_bytes((200, 30, 30)))
-        archive.writestr("images/../../escaped_too.png", small_png_bytes((30, 30, 200)))
+        archive.writestr(_member("ok.png"), small_png_bytes())
+        archive.writestr(_member("../escaped.png"), small_png_bytes((200, 30, 30)))
+        archive.writestr(_member("images/../../escaped_too.png"), small_png_bytes((30, 30, 200)))
     files["traversal_zip"] = path
     path = folder / "zip_bomb.zip"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        archive.writestr("ok.png", small_png_bytes())
-        with archive.open("zeros.tif", "w", force_zip64=False) as member:
+        archive.writestr(_member("ok.png"), small_png_bytes())
+        with archive.open(_member("zeros.tif", zipfile.ZIP_DEFLATED), "w", force_zip64=False) as member:
             block = bytes(1024 * 1024)
             for _ in range(ZIP_BOMB_MEMBER_BYTES // len(block)):
                 member.write(block)

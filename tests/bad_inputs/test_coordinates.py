@@ -91,12 +91,12 @@ def test_api_reads_references(owner_client, personas, stored, case):
 
 
 def test_api_holds_csv_until_unit_given(owner_client, personas, stored):
-    refused = create_with_references(owner_client, personas, stored, "particles_no_unit")
+    rejected = create_with_references(owner_client, personas, stored, "particles_no_unit")
 
-    assert refused.status_code == 400
-    assert "particles_no_unit.csv" in refused.json()["detail"]
-    assert NO_UNIT_PHRASE in refused.json()["detail"]
-    assert refused.json()["field"] == "reference_files"
+    assert rejected.status_code == 400
+    assert "particles_no_unit.csv" in rejected.json()["detail"]
+    assert NO_UNIT_PHRASE in rejected.json()["detail"]
+    assert rejected.json()["field"] == "reference_files"
     assert Tomogram.objects.count() == 0
 
     accepted = create_with_references(owner_client, personas, stored, "particles_no_unit", reference_unit="pixel")

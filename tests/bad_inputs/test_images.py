@@ -51,11 +51,11 @@ def assert_pixels(case: str, pixels: np.ndarray) -> None:
 def no_decoding(monkeypatch):
     """Make any pixel decoding by Pillow or any ZIP member read fail the test."""
 
-    def refuse(*args, **kwargs):
+    def fail_on_decoding(*args, **kwargs):
         raise AssertionError("pixels or archive members were decoded before the limits were checked")
 
-    monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
-    monkeypatch.setattr(zipfile.ZipFile, "open", refuse)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", fail_on_decoding)
+    monkeypatch.setattr(zipfile.ZipFile, "open", fail_on_decoding)
 
 
 # --- the analysis library ---------------------------------------------------------------------

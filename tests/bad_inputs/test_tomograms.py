@@ -193,9 +193,9 @@ def test_upload_rejects_volume(owner_client, dataset, settings, corpus, case):
     upload = owner_client.get("/api/uploads/", {"dataset": str(dataset.uuid), "status": "failed"}).json()
     uploads = upload["results"] if isinstance(upload, dict) else upload
     assert [item["filename"] for item in uploads] == [corpus[case].name]
-    kept = owner_client.get(f"/api/files/{earlier['uuid']}/")
-    assert kept.status_code == 200
-    assert kept.json()["sha256"] == earlier["sha256"]
+    earlier_now = owner_client.get(f"/api/files/{earlier['uuid']}/")
+    assert earlier_now.status_code == 200
+    assert earlier_now.json()["sha256"] == earlier["sha256"]
 
 
 # --- the command line -------------------------------------------------------------------------
@@ -233,11 +233,11 @@ def test_cli_pick_rejects_volume(corpus, tmp_path, case):
 
 def test_cli_pick_needs_voxel_size(corpus, tmp_path):
     output = tmp_path / "picks.csv"
-    refused = run_cli("cryoet", "pick", corpus["voxel_size_placeholder"], "--output", output)
+    rejected = run_cli("cryoet", "pick", corpus["voxel_size_placeholder"], "--output", output)
 
-    assert refused.returncode == 2
-    assert "no voxel size" in refused.stderr
-    assert "--voxel-size" in refused.stderr
+    assert rejected.returncode == 2
+    assert "no voxel size" in rejected.stderr
+    assert "--voxel-size" in rejected.stderr
     assert not output.exists()
 
     accepted = run_cli(

@@ -129,12 +129,12 @@ def test_scene_form_rejects_video(personas, settings, corpus, case):
         response = client.post(f"/anomaly-scenes/{scene.uuid}/upload/", {"purpose": "normal", "videos": [handle]})
 
     assert response.status_code == 302
-    shown = [str(message) for message in get_messages(response.wsgi_request)]
-    assert len(shown) == 1
-    assert shown[0].startswith("Nothing was stored")
-    assert corpus[case].name in shown[0]
+    messages_shown = [str(message) for message in get_messages(response.wsgi_request)]
+    assert len(messages_shown) == 1
+    assert messages_shown[0].startswith("Nothing was stored")
+    assert corpus[case].name in messages_shown[0]
     for phrase in REJECTED[case]:
-        assert phrase in shown[0]
+        assert phrase in messages_shown[0]
     state.assert_unchanged()
     assert scene.normal_videos.count() == 0
 

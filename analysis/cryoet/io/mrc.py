@@ -161,7 +161,7 @@ def _replace_non_finite(path: Path, data: np.ndarray, warnings: list[str]) -> No
     if bad_count == 0:
         return
     if bad_count == data.size:
-        raise MrcError(f"{path}: every voxel is inf or NaN, so the volume holds no data")
+        raise MrcError(f"{path}: every voxel is inf or NaN, so the volume contains no usable data")
     first = tuple(int(i) for i in np.argwhere(~finite)[0])
     first_value = float(data[first])
     finite_values = data[finite]
