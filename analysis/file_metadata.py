@@ -41,6 +41,7 @@ from analysis.filetypes import (
     PNG,
     POINT_LIST,
     STAR,
+    TAR,
     TIFF,
     TSV,
     WEBP,
@@ -50,6 +51,7 @@ from analysis.filetypes import (
     check_archive_members,
     mrc_data_bytes,
     mrc_dimension_problem,
+    tar_members,
     zip_members,
 )
 
@@ -430,6 +432,21 @@ def _read_zip(path: Path, filename: str, max_pixels: int) -> dict:
     return _zip_summary(entries)
 
 
+def _read_tar(path: Path, filename: str, max_pixels: int) -> dict:
+    import tarfile
+
+    try:
+        with tarfile.open(path) as archive:
+            entries = archive.getmembers()
+    except (tarfile.TarError, OSError) as error:
+        raise FileCheckError(
+            f"{filename}: the tar archive could not be read ({error}). Check that it is complete and upload it again.",
+            "unreadable",
+        ) from error
+    check_archive_members(filename, tar_members(entries))
+    return {"entries": len(entries), "uncompressed_bytes": sum(entry.size for entry in entries)}
+
+
 def _read_npz(path: Path, filename: str, max_pixels: int) -> dict:
     # NumPy reads members into memory and never extracts them, so their names and ratios are not checked.
     metadata = _zip_summary(_zip_entries(path, filename))
@@ -601,6 +618,7 @@ _METADATA_READERS = {
     NPY.name: _read_npy,
     NPZ.name: _read_npz,
     ZIP.name: _read_zip,
+    TAR.name: _read_tar,
     CSV.name: _read_csv,
     TSV.name: _read_tsv,
     STAR.name: _read_star,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import struct
+import tarfile
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -403,6 +404,16 @@ class ArchiveMember:
 
 def zip_members(entries: Iterable[zipfile.ZipInfo]) -> list[ArchiveMember]:
     return [ArchiveMember(info.filename, info.file_size, info.compress_size) for info in entries]
+
+
+def tar_members(entries: Iterable[tarfile.TarInfo]) -> list[ArchiveMember]:
+    """Describe tar members; a link is checked by its target too, and a tar member is never compressed."""
+    members = []
+    for info in entries:
+        members.append(ArchiveMember(info.name, info.size, info.size))
+        if info.issym() or info.islnk():
+            members.append(ArchiveMember(info.linkname, 0, 0))
+    return members
 
 
 def unsafe_member_name(name: str) -> bool:

@@ -16,6 +16,7 @@ import io
 import json
 import struct
 import sys
+import tarfile
 import zipfile
 from fractions import Fraction
 from pathlib import Path
@@ -372,6 +373,14 @@ def write_images(folder: Path) -> dict[str, Path]:
         archive.writestr(_member("../escaped.png"), small_png_bytes((200, 30, 30)))
         archive.writestr(_member("images/../../escaped_too.png"), small_png_bytes((30, 30, 200)))
     files["traversal_zip"] = path
+    path = folder / "traversal.tar"
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as archive:
+        for name, color in (("ok.png", (30, 160, 90)), ("../escaped.png", (200, 30, 30))):
+            data = small_png_bytes(color)
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), 1704067200  # a fixed date keeps the bytes the same
+            archive.addfile(info, io.BytesIO(data))
+    files["traversal_tar"] = path
     path = folder / "zip_bomb.zip"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
         archive.writestr(_member("ok.png"), small_png_bytes())

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from analysis.file_metadata import pillow_own_pixel_check
-from analysis.filetypes import ArchiveMember, FileCheckError, check_archive_members, zip_members
+from analysis.filetypes import ArchiveMember, FileCheckError, check_archive_members, tar_members, zip_members
 
 logger = logging.getLogger(__name__)
 
@@ -371,7 +371,7 @@ def _iter_archive(path: Path) -> Iterator[tuple[str, bytes | None, str]]:
         with tarfile.open(path) as archive:
             # NOTE: tar members have no compressed size of their own, so only their names are checked.
             members = archive.getmembers()
-            _check_members(path, [ArchiveMember(member.name, member.size, member.size) for member in members])
+            _check_members(path, tar_members(members))
             for member in sorted(members, key=lambda item: item.name):
                 # Only regular files are read, so links in the archive cannot point elsewhere.
                 if member.isfile() and _has_image_suffix(member.name):

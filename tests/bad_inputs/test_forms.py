@@ -18,6 +18,7 @@ REJECTED_CODES = {
     "truncated_no_index": "unreadable",
     "bomb": "too_many_pixels",
     "traversal_zip": "unsafe",
+    "traversal_tar": "unsafe",
     "zip_bomb": "unsafe",
 }
 

@@ -20,6 +20,7 @@ MODES = {"gray16": "I;16", "alpha": "RGBA", "palette": "P", "cmyk": "CMYK"}
 REJECTED = {
     "bomb": ("too_many_pixels", "10000000000 pixels"),
     "traversal_zip": ("unsafe", "'../escaped.png'"),
+    "traversal_tar": ("unsafe", "'../escaped.png'"),
     "zip_bomb": ("unsafe", "'zeros.tif' expands"),
 }
 
@@ -81,7 +82,7 @@ def test_decoder_bomb_rejected_by_own_limit(corpus, no_decoding):
     assert "10000000000 pixels" in str(caught.value)
 
 
-@pytest.mark.parametrize("case", ["traversal_zip", "zip_bomb"])
+@pytest.mark.parametrize("case", ["traversal_tar", "traversal_zip", "zip_bomb"])
 def test_ingest_rejects_archive(corpus, no_decoding, case):
     with pytest.raises(IngestError) as caught:
         load_group(corpus[case], "A", IngestOptions(), [])
@@ -212,7 +213,7 @@ def test_cli_setdiff_leaves_out_bomb(corpus, tmp_path):
     assert f"Left out {group_a / 'bomb.png'}" in result.stderr
 
 
-@pytest.mark.parametrize("case", ["traversal_zip", "zip_bomb"])
+@pytest.mark.parametrize("case", ["traversal_tar", "traversal_zip", "zip_bomb"])
 def test_cli_setdiff_rejects_archive(corpus, tmp_path, case):
     output = tmp_path / "result.json"
     result = run_cli("setdiff", "run", corpus[case], corpus[case], "--output", output)
