@@ -28,6 +28,7 @@ from analysis.filetypes import (
     BMP,
     CSV,
     GIF,
+    GZIP,
     JPEG,
     JSON,
     MATROSKA,
@@ -49,6 +50,7 @@ from analysis.filetypes import (
     FileCheckError,
     FileType,
     check_archive_members,
+    check_expansion,
     mrc_data_bytes,
     mrc_dimension_problem,
     tar_members,
@@ -447,6 +449,17 @@ def _read_tar(path: Path, filename: str, max_pixels: int) -> dict:
     return {"entries": len(entries), "uncompressed_bytes": sum(entry.size for entry in entries)}
 
 
+def _read_gzip(path: Path, filename: str, max_pixels: int) -> dict:
+    # The gzip trailer's last 4 bytes (ISIZE) give the uncompressed size modulo 2^32 (RFC 1952).
+    # NOTE: a stream over 4 GiB wraps ISIZE around, so such a bomb can pass this check.
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        handle.seek(max(size - 4, 0))
+        expanded = struct.unpack("<I", handle.read(4).rjust(4, b"\0"))[0]
+    check_expansion(filename, size, expanded)
+    return {"uncompressed_bytes_mod_4gib": expanded}
+
+
 def _read_npz(path: Path, filename: str, max_pixels: int) -> dict:
     # NumPy reads members into memory and never extracts them, so their names and ratios are not checked.
     metadata = _zip_summary(_zip_entries(path, filename))
@@ -619,6 +632,7 @@ _METADATA_READERS = {
     NPZ.name: _read_npz,
     ZIP.name: _read_zip,
     TAR.name: _read_tar,
+    GZIP.name: _read_gzip,
     CSV.name: _read_csv,
     TSV.name: _read_tsv,
     STAR.name: _read_star,

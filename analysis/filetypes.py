@@ -423,12 +423,16 @@ def unsafe_member_name(name: str) -> bool:
     return absolute or ".." in normalised.split("/")
 
 
-def check_archive_members(filename: str, members: Iterable[ArchiveMember]) -> None:
+def check_archive_members(filename: str, members: Iterable[ArchiveMember], archive_bytes: int | None = None) -> None:
     """Reject an archive whose member names or sizes are unsafe, before any member is extracted.
 
     Raises FileCheckError (code ``unsafe``) for a member named with an absolute path or a
     ``..`` component, and for a member whose expansion ratio marks a decompression bomb.
+    With ``archive_bytes``, the size of the whole archive file, the members' total size is
+    checked against it the same way, for compressed tar files whose members have no
+    compressed size of their own.
     """
+    members = list(members)
     for member in members:
         if unsafe_member_name(member.name):
             raise FileCheckError(
@@ -445,3 +449,17 @@ def check_archive_members(filename: str, members: Iterable[ArchiveMember]) -> No
                 "that protects the server from decompression bombs. Upload the files without the archive.",
                 "unsafe",
             )
+    if archive_bytes is not None:
+        check_expansion(filename, archive_bytes, sum(member.size for member in members))
+
+
+def check_expansion(filename: str, archive_bytes: int, expanded_bytes: int) -> None:
+    """Reject a whole archive that expands from ``archive_bytes`` to ``expanded_bytes`` like a decompression bomb."""
+    ratio = expanded_bytes / max(archive_bytes, 1)
+    if expanded_bytes > ARCHIVE_RATIO_MIN_BYTES and ratio > ARCHIVE_MAX_RATIO:
+        raise FileCheckError(
+            f"{filename}: the archive expands from {archive_bytes} to {expanded_bytes} bytes, a ratio of "
+            f"{ratio:.0f} to 1, over the limit of {ARCHIVE_MAX_RATIO} to 1 that protects the server from "
+            "decompression bombs. Upload the files without the archive.",
+            "unsafe",
+        )

@@ -12,6 +12,7 @@ The constants below are the values a correct reader must recover from the files.
 from __future__ import annotations
 
 import argparse
+import gzip
 import io
 import json
 import struct
@@ -381,6 +382,13 @@ def write_images(folder: Path) -> dict[str, Path]:
             info.size, info.mtime = len(data), 1704067200  # a fixed date keeps the bytes the same
             archive.addfile(info, io.BytesIO(data))
     files["traversal_tar"] = path
+    path = folder / "tar_bomb.tar.gz"
+    with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as compressed:
+        with tarfile.open(fileobj=compressed, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+            info = tarfile.TarInfo("zeros.tif")
+            info.size, info.mtime = ZIP_BOMB_MEMBER_BYTES, 1704067200
+            archive.addfile(info, io.BytesIO(bytes(ZIP_BOMB_MEMBER_BYTES)))
+    files["tar_bomb"] = path
     path = folder / "zip_bomb.zip"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
         archive.writestr(_member("ok.png"), small_png_bytes())

@@ -344,9 +344,9 @@ def iter_source_files(source: str | Path | Iterable[str | Path]) -> Iterator[tup
     yield str(path), path.read_bytes(), ""
 
 
-def _check_members(path: Path, members: list[ArchiveMember]) -> None:
+def _check_members(path: Path, members: list[ArchiveMember], archive_bytes: int | None = None) -> None:
     try:
-        check_archive_members(str(path), members)
+        check_archive_members(str(path), members, archive_bytes)
     except FileCheckError as error:
         raise IngestError(str(error)) from error
 
@@ -369,9 +369,9 @@ def _iter_archive(path: Path) -> Iterator[tuple[str, bytes | None, str]]:
         return
     try:
         with tarfile.open(path) as archive:
-            # NOTE: tar members have no compressed size of their own, so only their names are checked.
+            # Listing a compressed tar decompresses it once, in blocks, before any member is read.
             members = archive.getmembers()
-            _check_members(path, tar_members(members))
+            _check_members(path, tar_members(members), path.stat().st_size)
             for member in sorted(members, key=lambda item: item.name):
                 # Only regular files are read, so links in the archive cannot point elsewhere.
                 if member.isfile() and _has_image_suffix(member.name):

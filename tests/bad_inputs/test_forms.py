@@ -19,6 +19,7 @@ REJECTED_CODES = {
     "bomb": "too_many_pixels",
     "traversal_zip": "unsafe",
     "traversal_tar": "unsafe",
+    "tar_bomb": "unsafe",
     "zip_bomb": "unsafe",
 }
 
