@@ -407,7 +407,7 @@ def zip_members(entries: Iterable[zipfile.ZipInfo]) -> list[ArchiveMember]:
 
 
 def tar_members(entries: Iterable[tarfile.TarInfo]) -> list[ArchiveMember]:
-    """Describe tar members; a link is checked by its target too, and a tar member is never compressed."""
+    """Describe tar members, each uncompressed. A link is listed a second time under its target."""
     members = []
     for info in entries:
         members.append(ArchiveMember(info.name, info.size, info.size))

@@ -355,7 +355,7 @@ def _iter_archive(path: Path) -> Iterator[tuple[str, bytes | None, str]]:
     """Yield the images of an archive after checking every member's name and expansion ratio.
 
     Raises IngestError for an unreadable archive, a member named with an absolute path or
-    ``..``, or a ZIP member that expands like a decompression bomb.
+    ``..``, or a ZIP member or a whole compressed tar that expands like a decompression bomb.
     """
     if path.name.lower().endswith(".zip"):
         try:
