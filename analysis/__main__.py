@@ -9,6 +9,7 @@ from pathlib import Path
 
 from analysis.anomaly.cli import add_anomaly_parser, run_anomaly_command
 from analysis.cryoet.cli import add_cryoet_parser, run_command
+from analysis.filetypes import FileCheckError, inspect_file
 from analysis.integrity import FileToVerify, verify_files
 from analysis.progress import ConsoleReporter
 from analysis.setdiff.cli import add_setdiff_parser
@@ -48,6 +49,37 @@ def command_verify(args: argparse.Namespace) -> int:
     return 1 if result["failed"] else 0
 
 
+# The web app's default UPLOAD_MAX_IMAGE_PIXELS, so a file passes here exactly when an upload would.
+DEFAULT_MAX_IMAGE_PIXELS = 400_000_000
+
+
+def command_inspect(args: argparse.Namespace) -> int:
+    """Check files as the upload does and print each one's type and header metadata as JSON."""
+    reports, failed = [], 0
+    for path in args.files:
+        if not path.is_file():
+            print(f"error: {path}: not a file", file=sys.stderr)
+            failed += 1
+            continue
+        if path.stat().st_size == 0:
+            print(f"error: {path}: the file is empty (0 bytes)", file=sys.stderr)
+            failed += 1
+            continue
+        try:
+            inspection = inspect_file(path, path.name, max_image_pixels=args.max_pixels)
+        except FileCheckError as error:
+            print(f"error: {path}: rejected ({error.code}): {error}", file=sys.stderr)
+            failed += 1
+            continue
+        for warning in inspection.metadata.get("warnings") or []:
+            print(f"warning: {path}: {warning}", file=sys.stderr)
+        file_type = inspection.file_type
+        reports.append({"file": str(path), "type": file_type.name, "kind": file_type.kind, "metadata": inspection.metadata})
+    json.dump(reports, sys.stdout, indent=2)
+    print()
+    return 2 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="python -m analysis", description="BioVLM analysis tools.")
@@ -58,6 +90,17 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("--manifest", type=Path, help="A sha256sum manifest to check against.")
     verify.add_argument("--json", action="store_true", help="Print the result as JSON.")
     verify.set_defaults(handler=command_verify)
+    inspect = commands.add_parser(
+        "inspect", help="Check files as an upload does: type by content, header metadata, pixel and archive limits."
+    )
+    inspect.add_argument("files", nargs="+", type=Path, help="Files to check.")
+    inspect.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_IMAGE_PIXELS,
+        help=f"Largest width × height of an image or video frame, in pixels (default {DEFAULT_MAX_IMAGE_PIXELS}).",
+    )
+    inspect.set_defaults(handler=command_inspect)
     add_cryoet_parser(commands)
     add_setdiff_parser(commands)
     add_anomaly_parser(commands)

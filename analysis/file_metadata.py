@@ -28,25 +28,33 @@ from analysis.filetypes import (
     BMP,
     CSV,
     GIF,
+    GZIP,
     JPEG,
     JSON,
     MATROSKA,
     MP4,
     MRC,
     MRC_HEADER_BYTES,
+    NDJSON,
     NPY,
     NPZ,
     PLAIN_TEXT,
     PNG,
+    POINT_LIST,
     STAR,
+    TAR,
     TIFF,
     TSV,
     WEBP,
     ZIP,
     FileCheckError,
     FileType,
+    check_archive_members,
+    check_expansion,
     mrc_data_bytes,
     mrc_dimension_problem,
+    tar_members,
+    zip_members,
 )
 
 # JSON files up to this size are parsed on arrival to check them. Larger ones are only checked as UTF-8.
@@ -84,7 +92,7 @@ _PILLOW_LIMIT_LOCK = threading.Lock()
 
 
 @contextmanager
-def _pillow_own_pixel_check():
+def pillow_own_pixel_check():
     """Switch off Pillow's global decompression-bomb limit while the caller applies its own.
 
     Pillow's limit (``Image.MAX_IMAGE_PIXELS``) is process-wide and would reject images
@@ -103,7 +111,7 @@ def _pillow_own_pixel_check():
 
 
 def _read_pillow_image(path: Path, filename: str, max_pixels: int) -> dict:
-    with _pillow_own_pixel_check() as Image:
+    with pillow_own_pixel_check() as Image:
         try:
             with Image.open(path) as image:
                 width, height = image.size
@@ -184,8 +192,11 @@ def _read_video(path: Path, filename: str, max_pixels: int) -> dict:
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError, ValueError) as error:
+        # FFmpeg's message ends with the server-side path, so only its reason is shown.
+        reason = getattr(error, "strerror", None) or type(error).__name__
         raise FileCheckError(
-            f"{filename}: the video could not be opened ({error}). Check that the file is complete and upload it again.",
+            f"{filename}: the video could not be opened ({reason}). The file is damaged, cut short (an MP4 "
+            "whose index was not written) or not a video. Check that the file is complete and upload it again.",
             "unreadable",
         ) from error
     with container:
@@ -209,6 +220,9 @@ def _read_video(path: Path, filename: str, max_pixels: int) -> dict:
         }
         warnings_found: list[str] = []
         metadata["rotation_degrees"], metadata["rotation_source"] = _video_rotation(container, stream, warnings_found)
+        # The frame size as players show it, after the display rotation.
+        quarter_turn = metadata["rotation_degrees"] in (90, 270)
+        metadata["display_width"], metadata["display_height"] = (height, width) if quarter_turn else (width, height)
 
     frame_count, source = _video_frame_count(path, stream.frames)
     metadata["frame_count"] = frame_count
@@ -293,6 +307,14 @@ def _read_mrc(path: Path, filename: str, max_pixels: int) -> dict:
     messages = [str(warning.message) for warning in caught]
     data_bytes = mrc_data_bytes(nx, ny, nz, mode)
     available = file_size - MRC_HEADER_BYTES - nsymbt
+    if available < data_bytes and nsymbt and file_size - MRC_HEADER_BYTES >= data_bytes:
+        raise FileCheckError(
+            f"{filename}: the header declares a {nsymbt}-byte extended header, but the file has only "
+            f"{file_size - MRC_HEADER_BYTES} bytes after the main header, enough for the {data_bytes} bytes of "
+            f"data alone. The extended header is missing or NSYMBT (bytes 93 to 96) is wrong; fix the header "
+            "(for example with IMOD's alterheader) and upload the file again.",
+            "truncated",
+        )
     if available < data_bytes:
         raise FileCheckError(
             f"{filename}: the file is truncated: its header describes {nx} × {ny} × {nz} voxels of mode {mode} "
@@ -304,6 +326,14 @@ def _read_mrc(path: Path, filename: str, max_pixels: int) -> dict:
         messages.append(f"The file has {available - data_bytes} bytes after the data that the header describes.")
     if header.map != b"MAP ":
         messages.append("There is no 'MAP ' identifier at byte 208; the file predates MRC2014 or was written loosely.")
+    statistics = {"minimum": header.dmin, "maximum": header.dmax, "mean": header.dmean}
+    not_finite = [name for name, value in statistics.items() if not math.isfinite(float(value))]
+    if not_finite:
+        messages.append(
+            f"The header's {' and '.join(not_finite)} {'are' if len(not_finite) > 1 else 'is'} not finite, "
+            "so the data likely holds inf or NaN "
+            "voxels (float16 overflows to inf above 65504). Such voxels are replaced when the volume is read."
+        )
     if mode in (3, 101):
         messages.append(f"Mode {mode} is rare; some tools, mrcfile among them, cannot read its data.")
 
@@ -383,20 +413,56 @@ def _npy_header(handle, filename: str, total_bytes: int | None) -> dict:
     return metadata
 
 
-def _read_zip(path: Path, filename: str, max_pixels: int) -> dict:
+def _zip_entries(path: Path, filename: str) -> list[zipfile.ZipInfo]:
     try:
         with zipfile.ZipFile(path) as archive:
-            entries = archive.infolist()
+            return archive.infolist()
     except (zipfile.BadZipFile, OSError) as error:
         raise FileCheckError(
             f"{filename}: the ZIP archive could not be read ({error}). Check that it is complete and upload it again.",
             "unreadable",
         ) from error
+
+
+def _zip_summary(entries: list[zipfile.ZipInfo]) -> dict:
     return {"entries": len(entries), "uncompressed_bytes": sum(entry.file_size for entry in entries)}
 
 
+def _read_zip(path: Path, filename: str, max_pixels: int) -> dict:
+    entries = _zip_entries(path, filename)
+    check_archive_members(filename, zip_members(entries))
+    return _zip_summary(entries)
+
+
+def _read_tar(path: Path, filename: str, max_pixels: int) -> dict:
+    import tarfile
+
+    try:
+        with tarfile.open(path) as archive:
+            entries = archive.getmembers()
+    except (tarfile.TarError, OSError) as error:
+        raise FileCheckError(
+            f"{filename}: the tar archive could not be read ({error}). Check that it is complete and upload it again.",
+            "unreadable",
+        ) from error
+    check_archive_members(filename, tar_members(entries))
+    return {"entries": len(entries), "uncompressed_bytes": sum(entry.size for entry in entries)}
+
+
+def _read_gzip(path: Path, filename: str, max_pixels: int) -> dict:
+    # The gzip trailer's last 4 bytes (ISIZE) give the uncompressed size modulo 2^32 (RFC 1952).
+    # NOTE: a stream over 4 GiB wraps ISIZE around, so such a bomb can pass this check.
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        handle.seek(max(size - 4, 0))
+        expanded = struct.unpack("<I", handle.read(4).rjust(4, b"\0"))[0]
+    check_expansion(filename, size, expanded)
+    return {"uncompressed_bytes_mod_4gib": expanded}
+
+
 def _read_npz(path: Path, filename: str, max_pixels: int) -> dict:
-    metadata = _read_zip(path, filename, max_pixels)
+    # NumPy reads members into memory and never extracts them, so their names and ratios are not checked.
+    metadata = _zip_summary(_zip_entries(path, filename))
     arrays = {}
     with zipfile.ZipFile(path) as archive:
         for entry in archive.infolist()[:MAX_LISTED_ARRAYS]:
@@ -565,9 +631,13 @@ _METADATA_READERS = {
     NPY.name: _read_npy,
     NPZ.name: _read_npz,
     ZIP.name: _read_zip,
+    TAR.name: _read_tar,
+    GZIP.name: _read_gzip,
     CSV.name: _read_csv,
     TSV.name: _read_tsv,
     STAR.name: _read_star,
     JSON.name: _read_json,
     PLAIN_TEXT.name: _read_plain_text,
+    NDJSON.name: _read_plain_text,
+    POINT_LIST.name: _read_plain_text,
 }

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import codecs
 import struct
+import tarfile
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,11 @@ MRC_HEADER_BYTES = 1024
 # MRC2014 data modes and their bytes per voxel; mode 101 packs two 4-bit voxels per byte.
 MRC_MODE_BYTES = {0: 1, 1: 2, 2: 4, 3: 4, 4: 8, 6: 2, 12: 2, 101: 0.5}
 MRC_MAX_DIMENSION = 1 << 24
+# An archive member that expands more than ARCHIVE_MAX_RATIO times and to more than
+# ARCHIVE_RATIO_MIN_BYTES is rejected as a decompression bomb. Both limits are estimates:
+# image and video data rarely compress 100:1, and below the byte floor a high ratio is harmless.
+ARCHIVE_MAX_RATIO = 100
+ARCHIVE_RATIO_MIN_BYTES = 16 * 1024 * 1024
 
 
 class Kind:
@@ -90,6 +97,11 @@ CSV = FileType("csv", "CSV table", Kind.TABLE, "text/csv", (".csv",))
 TSV = FileType("tsv", "TSV table", Kind.TABLE, "text/tab-separated-values", (".tsv", ".tab"))
 STAR = FileType("star", "STAR file", Kind.TABLE, "text/plain", (".star",))
 JSON = FileType("json", "JSON document", Kind.TABLE, "application/json", (".json",))
+# One JSON object a line, as the CryoET Data Portal stores point annotations.
+NDJSON = FileType("ndjson", "NDJSON document", Kind.TABLE, "application/x-ndjson", (".ndjson", ".jsonl"))
+# Rows of 3 to 5 numbers (``x y z``, optionally after object and contour numbers), as IMOD's
+# model2point writes them. A .txt file is this type only when its content has that shape.
+POINT_LIST = FileType("point_list", "point list (IMOD model2point text)", Kind.TABLE, "text/plain", (".pts",))
 PLAIN_TEXT = FileType(
     "text", "plain text", Kind.OTHER, "text/plain", (".txt", ".text", ".log", ".md", ".tlt", ".rawtlt", ".xf")
 )
@@ -98,9 +110,10 @@ BINARY = FileType("binary", "binary data", Kind.OTHER, "application/octet-stream
 
 KNOWN_TYPES: tuple[FileType, ...] = (
     PNG, JPEG, TIFF, GIF, BMP, WEBP, DICOM, MP4, AVI, MATROSKA, MRC, NPY, NPZ, HDF5, ZIP, GZIP, TAR,
-    CSV, TSV, STAR, JSON, PLAIN_TEXT,
+    CSV, TSV, STAR, JSON, NDJSON, POINT_LIST, PLAIN_TEXT,
 )  # fmt: skip
-TEXT_TYPES = (CSV, TSV, STAR, JSON, PLAIN_TEXT)
+TEXT_TYPES = (CSV, TSV, STAR, JSON, NDJSON, POINT_LIST, PLAIN_TEXT)
+POINT_LIST_MAX_COLUMNS = 5
 _CONTENT_TYPE_BY_EXTENSION = {
     ".mov": "video/quicktime",
     ".qt": "video/quicktime",
@@ -302,11 +315,34 @@ def identify(path: str | Path, filename: str) -> FileType:
 
 def _resolve_text(path: Path, filename: str, extension: str, claimed: list[FileType]) -> FileType:
     text_types = [file_type for file_type in claimed if file_type in TEXT_TYPES]
+    if text_types == [PLAIN_TEXT] and extension == ".txt" and _looks_like_point_list(path):
+        return POINT_LIST
     if text_types:
         return text_types[0]
     if claimed:
         raise FileCheckError(_mismatch_message(filename, PLAIN_TEXT, extension, claimed[0]), "type_mismatch")
     return PLAIN_TEXT
+
+
+def _looks_like_point_list(path: Path) -> bool:
+    """Return whether the first lines of a text file are all rows of 3 to 5 numbers."""
+    with Path(path).open("rb") as handle:
+        head = handle.read(HEAD_BYTES)
+        complete = handle.read(1) == b""
+    lines = head.decode("utf-8", "replace").splitlines()
+    if not complete and lines:
+        lines = lines[:-1]  # the last line may be cut at HEAD_BYTES
+    rows = [line.split() for line in lines if line.strip()]
+    if not rows:
+        return False
+    for fields in rows:
+        if not 3 <= len(fields) <= POINT_LIST_MAX_COLUMNS:
+            return False
+        try:
+            [float(value) for value in fields]
+        except ValueError:
+            return False
+    return True
 
 
 def _mismatch_message(filename: str, detected: FileType, extension: str, claimed: FileType) -> str:
@@ -352,3 +388,78 @@ def inspect_file(path: str | Path, filename: str, *, max_image_pixels: int) -> I
     file_type = identify(path, filename)
     metadata = read_metadata(path, file_type, filename, max_image_pixels=max_image_pixels)
     return Inspection(file_type, file_type.content_type_for(file_extension(filename)), metadata)
+
+
+# --- Archive members ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArchiveMember:
+    """One file in an archive: its stored name and its sizes in bytes."""
+
+    name: str
+    size: int
+    compressed_size: int
+
+
+def zip_members(entries: Iterable[zipfile.ZipInfo]) -> list[ArchiveMember]:
+    return [ArchiveMember(info.filename, info.file_size, info.compress_size) for info in entries]
+
+
+def tar_members(entries: Iterable[tarfile.TarInfo]) -> list[ArchiveMember]:
+    """Describe tar members, each uncompressed. A link is listed a second time under its target."""
+    members = []
+    for info in entries:
+        members.append(ArchiveMember(info.name, info.size, info.size))
+        if info.issym() or info.islnk():
+            members.append(ArchiveMember(info.linkname, 0, 0))
+    return members
+
+
+def unsafe_member_name(name: str) -> bool:
+    """Return whether an archive member name is absolute or climbs out of the archive with ``..``."""
+    normalised = name.replace("\\", "/")
+    absolute = normalised.startswith("/") or (len(normalised) > 1 and normalised[1] == ":")
+    return absolute or ".." in normalised.split("/")
+
+
+def check_archive_members(filename: str, members: Iterable[ArchiveMember], archive_bytes: int | None = None) -> None:
+    """Reject an archive whose member names or sizes are unsafe, before any member is extracted.
+
+    Raises FileCheckError (code ``unsafe``) for a member named with an absolute path or a
+    ``..`` component, and for a member whose expansion ratio marks a decompression bomb.
+    With ``archive_bytes``, the size of the whole archive file, the members' total size is
+    checked against it the same way, for compressed tar files whose members have no
+    compressed size of their own.
+    """
+    members = list(members)
+    for member in members:
+        if unsafe_member_name(member.name):
+            raise FileCheckError(
+                f"{filename}: the archive member {member.name!r} has an absolute path or a '..' component, "
+                "so extracting it would write outside the target folder. Recreate the archive with relative "
+                "paths inside one folder.",
+                "unsafe",
+            )
+        ratio = member.size / max(member.compressed_size, 1)
+        if member.size > ARCHIVE_RATIO_MIN_BYTES and ratio > ARCHIVE_MAX_RATIO:
+            raise FileCheckError(
+                f"{filename}: the archive member {member.name!r} expands from {member.compressed_size} to "
+                f"{member.size} bytes, a ratio of {ratio:.0f} to 1, over the limit of {ARCHIVE_MAX_RATIO} to 1 "
+                "that protects the server from decompression bombs. Upload the files without the archive.",
+                "unsafe",
+            )
+    if archive_bytes is not None:
+        check_expansion(filename, archive_bytes, sum(member.size for member in members))
+
+
+def check_expansion(filename: str, archive_bytes: int, expanded_bytes: int) -> None:
+    """Reject a whole archive that expands from ``archive_bytes`` to ``expanded_bytes`` like a decompression bomb."""
+    ratio = expanded_bytes / max(archive_bytes, 1)
+    if expanded_bytes > ARCHIVE_RATIO_MIN_BYTES and ratio > ARCHIVE_MAX_RATIO:
+        raise FileCheckError(
+            f"{filename}: the archive expands from {archive_bytes} to {expanded_bytes} bytes, a ratio of "
+            f"{ratio:.0f} to 1, over the limit of {ARCHIVE_MAX_RATIO} to 1 that protects the server from "
+            "decompression bombs. Upload the files without the archive.",
+            "unsafe",
+        )

@@ -244,6 +244,22 @@ def command_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_convert(args: argparse.Namespace) -> int:
+    """Read a pick file against its tomogram, print any convention warnings and write it in Å."""
+    if not args.picks.exists():
+        raise UsageError(f"Particle file not found: {args.picks}.")
+    data, voxel_size = _read_volume(args.tomogram, args.voxel_size)
+    options = {key: value for key, value in (("unit", args.unit), ("pixel_size", args.pixel_size)) if value}
+    particles = read_particles(args.picks, data.shape, voxel_size, **options)
+    for warning in particles.warnings:
+        print(f"warning: {args.picks}: {warning}", file=sys.stderr)
+    written = _write_particles(args.output, particles, voxel_size)
+    print(
+        f"Wrote {len(particles)} particles from {args.picks} to {written} (x, y, z in Å, voxel size {voxel_size:g} Å)"
+    )
+    return 0
+
+
 def command_evaluate(args: argparse.Namespace) -> int:
     picks = _read_particle_file(args.picks, args.voxel_size)
     reference = _read_particle_file(args.reference, args.voxel_size)
@@ -365,6 +381,20 @@ def add_cryoet_parser(commands) -> None:
     )
     query.add_argument("--question", help="a plain-language question, e.g. 'how many ribosomes are there?'")
     query.set_defaults(handler=command_query)
+
+    convert = cryoet_commands.add_parser(
+        "convert", help="Read a pick file against its tomogram, report suspect coordinates, and write it in Å."
+    )
+    convert.add_argument("picks", type=Path, help="picks file: .star, .json, .ndjson, .csv, IMOD .txt or copick folder")
+    _add_volume_arguments(convert)
+    convert.add_argument(
+        "--unit", choices=("angstrom", "nm", "pixel"), help="unit of a CSV file that has no '# unit:' first line"
+    )
+    convert.add_argument(
+        "--pixel-size", type=_positive, help="Å per pixel of RELION 4 coordinates, when the file has no optics block"
+    )
+    convert.add_argument("--output", type=_particle_output, required=True, help="output: .json, .star or .csv")
+    convert.set_defaults(handler=command_convert)
 
     evaluate_parser = cryoet_commands.add_parser(
         "evaluate", help="Score picks against reference particles (CZII rule: match within half the class radius)."

@@ -24,6 +24,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from analysis.file_metadata import pillow_own_pixel_check
+from analysis.filetypes import ArchiveMember, FileCheckError, check_archive_members, tar_members, zip_members
+
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".dcm", ".dicom"}
@@ -183,7 +186,10 @@ def pil_to_rgb(image: Image.Image, background: tuple[int, int, int]) -> tuple[np
 
 def _check_pixels(name: str, height: int, width: int, max_pixels: int) -> None:
     if height * width > max_pixels:
-        raise ValueError(f"{width}x{height} = {height * width} pixels is over the limit of {max_pixels}")
+        raise ValueError(
+            f"{width}x{height} = {height * width} pixels is over the limit of {max_pixels} pixels per image, "
+            "which protects against decompression bombs; downscale or split the image"
+        )
 
 
 def _decode_tiff(name: str, data: bytes, options: IngestOptions) -> Iterator[tuple[str, np.ndarray, str]]:
@@ -245,12 +251,23 @@ def _decode_dicom(name: str, data: bytes, options: IngestOptions) -> Iterator[tu
         yield label, rgb, f"DICOM {photometric}, {how}"
 
 
+def _open_checked(name: str, data: bytes, max_pixels: int) -> Image.Image:
+    """Open an image with Pillow's global limit off and check ``max_pixels`` before any decoding."""
+    with pillow_own_pixel_check():
+        image = Image.open(io.BytesIO(data))
+    width, height = image.size
+    try:
+        _check_pixels(name, height, width, max_pixels)
+    except ValueError:
+        image.close()
+        raise
+    return image
+
+
 def _decode_pil(name: str, data: bytes, options: IngestOptions) -> Iterator[tuple[str, np.ndarray, str]]:
-    # NOTE: PIL rejects images over 2 * Image.MAX_IMAGE_PIXELS (about 179 million) when opening
-    # them, whatever options.max_pixels allows; such files are reported as undecodable.
-    with Image.open(io.BytesIO(data)) as image:
-        width, height = image.size
-        _check_pixels(name, height, width, options.max_pixels)
+    # NOTE: Pillow applies its own limit again when it seeks to a later GIF frame, so an animated
+    # GIF larger than Image.MAX_IMAGE_PIXELS is reported as undecodable even below max_pixels.
+    with _open_checked(name, data, options.max_pixels) as image:
         frames = getattr(image, "n_frames", 1)
         if frames > 1 and image.format in ("GIF", "WEBP", "PNG"):
             frames = 1  # animations: the first frame stands for the image
@@ -327,10 +344,23 @@ def iter_source_files(source: str | Path | Iterable[str | Path]) -> Iterator[tup
     yield str(path), path.read_bytes(), ""
 
 
+def _check_members(path: Path, members: list[ArchiveMember], archive_bytes: int | None = None) -> None:
+    try:
+        check_archive_members(str(path), members, archive_bytes)
+    except FileCheckError as error:
+        raise IngestError(str(error)) from error
+
+
 def _iter_archive(path: Path) -> Iterator[tuple[str, bytes | None, str]]:
+    """Yield the images of an archive after checking every member's name and expansion ratio.
+
+    Raises IngestError for an unreadable archive, a member named with an absolute path or
+    ``..``, or a ZIP member or a whole compressed tar that expands like a decompression bomb.
+    """
     if path.name.lower().endswith(".zip"):
         try:
             with zipfile.ZipFile(path) as archive:
+                _check_members(path, zip_members(archive.infolist()))
                 for info in sorted(archive.infolist(), key=lambda item: item.filename):
                     if not info.is_dir() and _has_image_suffix(info.filename):
                         yield f"{path}:{info.filename}", archive.read(info), ""
@@ -339,7 +369,10 @@ def _iter_archive(path: Path) -> Iterator[tuple[str, bytes | None, str]]:
         return
     try:
         with tarfile.open(path) as archive:
-            for member in sorted(archive.getmembers(), key=lambda item: item.name):
+            # Listing a compressed tar decompresses it once, in blocks, before any member is read.
+            members = archive.getmembers()
+            _check_members(path, tar_members(members), path.stat().st_size)
+            for member in sorted(members, key=lambda item: item.name):
                 # Only regular files are read, so links in the archive cannot point elsewhere.
                 if member.isfile() and _has_image_suffix(member.name):
                     handle = archive.extractfile(member)

@@ -144,7 +144,9 @@ def read_references(tomogram, reference_files, options: dict | None = None) -> P
                 particles = read_particles(path, tomogram.shape, voxel_size, **(options or {}))
             except ValueError as error:
                 message = str(error).replace(str(path), data_file.original_name)
-                raise ValueError(f"{data_file.original_name}: {message}") from error
+                if not message.startswith(f"{data_file.original_name}:"):
+                    message = f"{data_file.original_name}: {message}"
+                raise ValueError(message) from error
         particles.warnings = [f"{data_file.original_name}: {warning}" for warning in particles.warnings]
         lists.append(particles)
     combined = ParticleList.concatenate(lists)

@@ -1,8 +1,8 @@
 """Read and write MRC volumes as float32 arrays indexed (z, y, x), with the header facts that
 matter for particle coordinates: voxel size, origin and start indices.
 
-Reading handles the quirks of files found in practice: float16 (mode 12), signed bytes flagged
-by IMOD, non-standard axis order (MAPC/MAPR/MAPS), extended headers, big-endian files, a
+Reading handles the quirks of files found in practice: float16 (mode 12) with voxels that
+overflowed to inf, signed bytes flagged by IMOD, non-standard axis order (MAPC/MAPR/MAPS), extended headers, big-endian files, a
 missing or placeholder voxel size, and truncated files.
 """
 
@@ -149,6 +149,33 @@ def _check_int8_signedness(byte_order: str, raw: bytes, warnings: list[str]) -> 
         )
 
 
+def _replace_non_finite(path: Path, data: np.ndarray, warnings: list[str]) -> None:
+    """Replace inf and NaN voxels in place, and record how many there were and where the first was.
+
+    float16 (mode 12) overflows to inf above 65504, and one such voxel turns every mean and
+    normalisation of the volume into inf or NaN. +inf becomes the largest finite value, -inf
+    the smallest, and NaN the mean of the finite voxels. Raises MrcError when no voxel is finite.
+    """
+    finite = np.isfinite(data)
+    bad_count = int(data.size - np.count_nonzero(finite))
+    if bad_count == 0:
+        return
+    if bad_count == data.size:
+        raise MrcError(f"{path}: every voxel is inf or NaN, so the volume contains no usable data")
+    first = tuple(int(i) for i in np.argwhere(~finite)[0])
+    first_value = float(data[first])
+    finite_values = data[finite]
+    low, high, mean = float(finite_values.min()), float(finite_values.max()), float(finite_values.mean())
+    data[np.isposinf(data)] = high
+    data[np.isneginf(data)] = low
+    data[np.isnan(data)] = mean
+    warnings.append(
+        f"{bad_count} voxel(s) are inf or NaN, the first at (z, y, x) {first} with value {first_value}; "
+        f"float16 overflows to inf above 65504. They were replaced: +inf by the largest finite value {high:g}, "
+        f"-inf by the smallest {low:g}, NaN by the mean {mean:g}"
+    )
+
+
 def _to_float32(stored: np.ndarray, order: tuple[int, int, int], sliced: bool) -> np.ndarray:
     """Convert the stored array to native float32 (z, y, x), one slab at a time when ``sliced``."""
     if not sliced:
@@ -179,6 +206,13 @@ def read_volume(path: str | os.PathLike, mmap_threshold: int = MMAP_THRESHOLD_BY
         raw = handle.read(HEADER_BYTES)
     header, byte_order = _parse_header(path, raw)
     expected_size, extended_bytes, grid = _expected_size(path, header)
+    if actual_size < expected_size and extended_bytes and actual_size >= expected_size - extended_bytes:
+        raise MrcError(
+            f"{path}: the header declares a {extended_bytes}-byte extended header (NSYMBT), but the file "
+            f"has {actual_size} bytes, which leaves no room for it before the "
+            f"{expected_size - HEADER_BYTES - extended_bytes} bytes of data; the extended header is missing "
+            "or NSYMBT is wrong, so fix the header (for example with IMOD's alterheader)"
+        )
     if actual_size < expected_size:
         raise MrcError(
             f"{path}: file is truncated: the header ({grid[0]}x{grid[1]}x{grid[2]} voxels, mode "
@@ -218,6 +252,8 @@ def read_volume(path: str | os.PathLike, mmap_threshold: int = MMAP_THRESHOLD_BY
             for label in mrc.header.label[: max(0, min(10, int(mrc.header.nlabl)))]
         ]
 
+    if mode in (2, 12):
+        _replace_non_finite(path, data, warnings)
     for caught in mrcfile_warnings:
         # The size check above already reports trailing bytes.
         if "larger than expected" not in str(caught.message):

@@ -374,8 +374,9 @@ def read_csv(path: str | os.PathLike, unit: str | None = None, voxel_size: float
         lines = lines[1:]
     if unit is None:
         raise ParticleFormatError(
-            f"{path}: the CSV states no unit; pass unit='angstrom', 'nm' or 'pixel', or add a first "
-            "line '# unit: angstrom'"
+            f"{path}: the CSV states no unit, and a guessed unit would move every particle. Add a first line "
+            "'# unit: angstrom' (or nm, pixel), or choose the unit when reading it: unit= in Python, --unit on "
+            "the command line, 'Unit of CSV references' on the tomogram page, or reference_unit in the API"
         )
     scale = _unit_scale(unit, voxel_size, str(path))
     rows = list(csv.DictReader(lines))
