@@ -37,21 +37,24 @@ class ShareLinkForm(forms.Form):
 
 @login_required
 def home(request):
+    return render(request, "core/home.html", _home_context(request, ProjectForm()))
+
+
+def _home_context(request, form) -> dict:
     from biovlm_web.core import landing
 
     projects = projects_for(request.user).select_related("owner")
     recent_jobs = Job.objects.filter(project__in=projects).select_related("project")[:20]
     model_rows, model_check = landing.model_rows()
-    context = {
+    return {
         "projects": projects,
         "recent_jobs": recent_jobs,
-        "form": ProjectForm(),
+        "form": form,
         "capabilities": landing.capabilities(projects),
         "queues": landing.queue_status(),
         "model_rows": model_rows,
         "model_check": model_check,
     }
-    return render(request, "core/home.html", context)
 
 
 @login_required
@@ -59,8 +62,9 @@ def home(request):
 def project_create(request):
     form = ProjectForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "The project needs a name of at most 200 characters.")
-        return redirect("home")
+        # The home page again, with the errors beside the form, so they are seen where the
+        # name was typed rather than in a message at the top of a long page.
+        return render(request, "core/home.html", _home_context(request, form), status=400)
     with transaction.atomic():
         project = form.save(commit=False)
         project.owner = request.user

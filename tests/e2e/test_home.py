@@ -26,5 +26,16 @@ def test_home_shows_platform_state(live_asgi, worker, personas, new_context, scr
     expect(page.locator('tr[data-role="llm"]')).to_be_visible()
     screenshot(page, "home")
 
+    # On a laptop screen the models table, long checkpoint paths included, stays on its card.
+    page.set_viewport_size({"width": 1366, "height": 768})
+    overflow = page.evaluate(
+        """() => {
+            const card = document.querySelector('#models').getBoundingClientRect()
+            const table = document.querySelector('table.models').getBoundingClientRect()
+            return table.right - card.right
+        }"""
+    )
+    assert overflow <= 0, f"the models table runs {overflow:.0f} px past its card"
+
     page.locator('[data-capability="cryoet"]').get_by_role("link", name="Tomograms").click()
     expect(page).to_have_url(f"{live_asgi.url}/projects/{personas['project'].uuid}/tomograms/")

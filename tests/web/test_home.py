@@ -92,3 +92,26 @@ def test_home_when_redis_is_down(client, personas, monkeypatch):
     client.force_login(personas["owner"])
     page = client.get(reverse("home")).content.decode()
     assert "The job queue is unavailable: connection refused" in page
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 201])
+def test_project_create_invalid_name(client, personas, redis_conn, name):
+    from biovlm_web.core.models import Project
+
+    before = Project.objects.count()
+    client.force_login(personas["owner"])
+    response = client.post("/projects/new/", {"name": name})
+    assert response.status_code == 400
+    content = response.content.decode()
+    assert "The project was not created" in content
+    assert "Name: " in content
+    assert Project.objects.count() == before
+
+
+def test_project_create_valid_name(client, personas, redis_conn):
+    client.force_login(personas["owner"])
+    response = client.post("/projects/new/", {"name": "  Microscopy core  "})
+    assert response.status_code == 302
+    from biovlm_web.core.models import Project
+
+    assert Project.objects.filter(name="Microscopy core", owner=personas["owner"]).exists()
