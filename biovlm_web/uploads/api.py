@@ -7,6 +7,7 @@ for objects of other projects and an anonymous client gets 403.
 import logging
 import shutil
 import uuid
+from pathlib import Path
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -46,7 +47,14 @@ from biovlm_web.uploads.serializers import (
     UploadSessionCreateSerializer,
     UploadSessionSerializer,
 )
-from biovlm_web.uploads.storage import UploadError, format_size, receive_chunk, temp_dir
+from biovlm_web.uploads.storage import (
+    UploadError,
+    format_size,
+    insufficient_storage,
+    is_no_space,
+    receive_chunk,
+    temp_dir,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +66,16 @@ ERRORS = {
 
 
 class UploadErrorMixin:
-    """Return UploadError as a JSON body with ``detail``, ``code`` and any extra fields."""
+    """Return UploadError as a JSON body with ``detail``, ``code`` and any extra fields.
+
+    A write that found the disk full becomes 507 Insufficient Storage. The paths that store
+    files clean up what they wrote before the error reaches this handler.
+    """
 
     def handle_exception(self, exc):
+        if is_no_space(exc):
+            logger.warning("%s %s failed because the disk is full: %s", self.request.method, self.request.path, exc)
+            exc = insufficient_storage("storing the uploaded files", Path(settings.MEDIA_ROOT))
         if isinstance(exc, UploadError):
             return Response(exc.body(), status=exc.status)
         return super().handle_exception(exc)
@@ -435,7 +450,15 @@ class UploadSessionViewSet(
         upload = self.get_object()
         serializer = UploadCompleteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        data_file, created = complete_upload(upload, serializer.validated_data.get("sha256"), request.user)
+        try:
+            data_file, created = complete_upload(upload, serializer.validated_data.get("sha256"), request.user)
+        except OSError as error:
+            if not is_no_space(error):
+                raise
+            # The upload stays active with its partial file, so completing it again after space is freed works.
+            logger.warning("Completing upload %s failed because the disk is full: %s", upload.uuid, error)
+            action = f"storing {upload.filename}"
+            raise insufficient_storage(action, Path(settings.MEDIA_ROOT), file=upload.filename) from error
         body = DataFileSerializer(data_file, context={"request": request}).data
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
