@@ -38,7 +38,15 @@ class DatabaseUnavailableMiddleware:
     def process_exception(self, request, exception):
         if not isinstance(exception, OperationalError | InterfaceError):
             return None
-        logger.error("%s %s failed because the database is unavailable: %s", request.method, request.path, exception)
+        # NOTE: SQLite also raises OperationalError for a missing table, so the traceback is
+        # logged in full: the message to the user may then be wrong about the cause.
+        logger.error(
+            "%s %s failed because the database is unavailable: %s",
+            request.method,
+            request.path,
+            exception,
+            exc_info=exception,
+        )
         if request.path.startswith("/api/"):
             response = JsonResponse({"detail": MESSAGE, "code": "database_unavailable"}, status=503)
         else:

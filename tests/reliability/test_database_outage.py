@@ -161,3 +161,25 @@ def test_postgres_connections_killed_during_job(running_job, personas):
     time.sleep(1)
     assert terminate_other_backends() >= 1
     check_recovered(running_job, personas["project"])
+
+
+def test_job_unclaimed_by_failed_worker_requeued(personas, redis_conn):
+    """A worker that could not claim the row (database down) leaves a failed RQ job and a queued row."""
+    import django_rq
+    from rq.job import Job as RQJob
+    from rq.job import JobStatus
+
+    from biovlm_web.core.jobs import requeue_lost_jobs, submit_job
+
+    job = submit_job(personas["project"], "test_steps", {"steps": 1, "delay": 0}, user=personas["owner"])
+    queue = django_rq.get_queue("default")
+    queue.remove(str(job.uuid))
+    RQJob.fetch(str(job.uuid), connection=redis_conn).set_status(JobStatus.FAILED)
+    assert requeue_lost_jobs(min_age_seconds=0) == [str(job.uuid)]
+    assert queue.job_ids == [str(job.uuid)]
+
+    worker = start_worker("default", burst=True)
+    assert worker.wait(timeout=120) == 0, worker_log(worker)
+    job.refresh_from_db()
+    assert job.status == "succeeded"
+    assert requeue_lost_jobs(min_age_seconds=0) == []

@@ -85,8 +85,7 @@ def test_redis_restart_during_job(personas, processes, tmp_path):
     time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down_since)))
     redis.start()
 
-    # The running job finishes or fails with a message, and the job whose queue entry
-    # was lost with Redis's data is enqueued again by the worker's reaper and runs.
+    # The job whose queue entry was lost with Redis's data is enqueued again by the worker's reaper.
     states = {}
     for job in (running, waiting):
         states[job["uuid"]] = wait_until(
@@ -95,8 +94,8 @@ def test_redis_restart_during_job(personas, processes, tmp_path):
             interval=0.5,
             message=f"job {job['uuid']} to finish after the Redis restart",
         )
-    first = states[running["uuid"]]
-    assert first["status"] == "succeeded" or (first["status"] == "failed" and first["error"]), first
+    # The worker reconnects to Redis, so the job it was running finishes normally.
+    assert states[running["uuid"]]["status"] == "succeeded", states[running["uuid"]]
     assert states[waiting["uuid"]]["status"] == "succeeded", states[waiting["uuid"]]
 
     # Progress streams again over a new websocket once Redis is back.
