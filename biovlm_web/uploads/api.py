@@ -75,10 +75,27 @@ class UploadErrorMixin:
     def handle_exception(self, exc):
         if is_no_space(exc):
             logger.warning("%s %s failed because the disk is full: %s", self.request.method, self.request.path, exc)
+            discard_temporary_uploads(self.request)
             exc = insufficient_storage("storing the uploaded files", Path(settings.MEDIA_ROOT))
         if isinstance(exc, UploadError):
             return Response(exc.body(), status=exc.status)
         return super().handle_exception(exc)
+
+
+def discard_temporary_uploads(request) -> None:
+    """Close and so delete the temporary files of a multipart parse that stopped with an error.
+
+    Otherwise each file stays on the full disk until garbage collection closes it.
+    """
+    django_request = getattr(request, "_request", request)
+    for handler in getattr(django_request, "upload_handlers", []):
+        temporary = getattr(handler, "file", None)
+        if temporary is None:
+            continue
+        try:
+            temporary.close()
+        except OSError:  # Flushing to the full disk fails again, but the file is deleted all the same.
+            pass
 
 
 def uuid_query_param(request, name: str) -> uuid.UUID | None:
