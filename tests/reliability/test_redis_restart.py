@@ -81,6 +81,15 @@ def test_redis_restart_during_job(personas, processes, tmp_path):
     refused = job_state(api, server.url, during["uuid"])
     assert refused["status"] == "failed"
     assert "job queue is unavailable" in refused["error"]
+    # A progress websocket opened now still gets the job's state, read from the database.
+    with connect(
+        f"{server.ws_url}/ws/jobs/{running['uuid']}/",
+        additional_headers={"Cookie": f"sessionid={browser.cookies['sessionid']}", "Origin": server.url},
+        open_timeout=10,
+    ) as socket:
+        snapshot = json.loads(socket.recv(timeout=10))
+    assert snapshot["type"] == "snapshot"
+    assert snapshot["job"]["status"] == "running"
     # Keep Redis down for a few seconds, longer than the worker's heartbeat interval.
     time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down_since)))
     redis.start()

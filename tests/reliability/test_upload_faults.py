@@ -239,3 +239,34 @@ def test_full_disk_on_complete_stores_nothing(personas, processes, tmp_path):
     state = upload_state(session, server.url, upload)
     assert state["status"] == "active"
     assert state["offset"] == path.stat().st_size
+
+
+def test_full_disk_multipart_stores_nothing(personas, processes, tmp_path):
+    partial_dir = tmp_path / "partial-small"
+    server = ServerProcess(UPLOAD_TEMP_DIR=partial_dir)
+    server.start(prefix=small_filesystem_prefix({partial_dir: 2}))
+    processes.append(server)
+    session = api_session(personas["owner"])
+    dataset = Dataset.objects.create(project=personas["project"], name="Full temporary disk")
+    path = tmp_path / "multipart.bin"
+    random_file(path, 3 * MiB)
+
+    with path.open("rb") as handle:
+        response = session.post(
+            f"{server.url}/api/datasets/{dataset.uuid}/files/", files={"file": (path.name, handle)}, timeout=60
+        )
+    assert response.status_code == 507, response.text[:500]
+    assert response.json()["code"] == "insufficient_storage"
+    assert "disk is full" in response.json()["detail"]
+    assert not DataFile.objects.filter(dataset=dataset).exists()
+    assert [path.name for path in inside(server, partial_dir).iterdir()] == []
+
+    # The same request succeeds once the file fits.
+    small = tmp_path / "small.bin"
+    expected = random_file(small, 256 * 1024)
+    with small.open("rb") as handle:
+        stored = session.post(
+            f"{server.url}/api/datasets/{dataset.uuid}/files/", files={"file": (small.name, handle)}, timeout=60
+        )
+    assert stored.status_code == 201, stored.text[:500]
+    assert stored.json()["files"][0]["sha256"] == expected
