@@ -129,7 +129,7 @@ def save_to_storage(dataset: Dataset, received: Received, user) -> DataFile:
             storage.delete(name)
         raise
     if stored_size != received.size:
-        # Django's file_move_safe ignores short writes, so a disk that fills up can truncate a copy.
+        # Django 5.2's file_move_safe ignores short writes, so a disk that fills up can truncate a copy.
         storage.delete(data_file.file.name)
         raise OSError(errno.ENOSPC, f"{stored_size} of {received.size} bytes of {received.filename} were stored")
     return data_file
