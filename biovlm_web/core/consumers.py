@@ -6,6 +6,7 @@ import logging
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from biovlm_web.core.access import can_view
 from biovlm_web.core.models import Job
@@ -28,6 +29,30 @@ class JobProgressConsumer(AsyncJsonWebsocketConsumer):
     poll_seconds = 10.0
     # Poll interval while the channel layer (Redis) is unavailable, so polling alone carries progress.
     poll_seconds_without_layer = 2.0
+
+    # Channels' consumer sets ``channel_receive`` to the layer's receive for its channel and
+    # stops the whole socket when that raises. The property wraps it so that a Redis outage
+    # only pauses pushed updates, and polling carries the progress meanwhile.
+    @property
+    def channel_receive(self):
+        return self._receive_from_layer
+
+    @channel_receive.setter
+    def channel_receive(self, receive):
+        self._layer_receive = receive
+
+    async def _receive_from_layer(self):
+        failures = 0
+        while True:
+            try:
+                return await self._layer_receive()
+            except (RedisError, OSError) as error:
+                failures += 1
+                if failures == 1:
+                    logger.warning("Receiving updates of job %s failed, retrying: %s", self.job_uuid, error)
+                # A restarted Redis has lost the group membership, so the poller joins again.
+                self._grouped = False
+                await asyncio.sleep(self.poll_seconds_without_layer)
 
     async def connect(self):
         self.job_uuid = str(self.scope["url_route"]["kwargs"]["job_uuid"])
