@@ -144,7 +144,7 @@ def kill_tree(process: subprocess.Popen) -> None:
 
 @pytest.fixture
 def processes():
-    """A list that a test appends its servers, workers and Redis processes to; all are stopped after it."""
+    """A list that a test appends its servers, workers, Redis processes and ExitStacks to; all end after it."""
     started: list = []
     yield started
     for item in reversed(started):
@@ -153,8 +153,10 @@ def processes():
                 kill_tree(item)
         elif isinstance(item, ServerProcess):
             item.stop()
-        else:
+        elif isinstance(item, RedisServer):
             item.kill()
+        else:
+            item.close()
 
 
 def api_session(user) -> requests.Session:

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import time
+from contextlib import ExitStack
 
 import pytest
 from websockets.sync.client import connect
@@ -43,6 +44,8 @@ def stored_file(dataset, user, content: bytes):
 
 
 def test_redis_restart_during_job(personas, processes, tmp_path):
+    sockets = ExitStack()
+    processes.append(sockets)
     owner, project = personas["owner"], personas["project"]
     redis = RedisServer(tmp_path / "redis").start()
     processes.append(redis)
@@ -69,6 +72,15 @@ def test_redis_restart_during_job(personas, processes, tmp_path):
         timeout=60,
         message="the first job to make progress",
     )
+
+    watcher = sockets.enter_context(
+        connect(
+            f"{server.ws_url}/ws/jobs/{running['uuid']}/",
+            additional_headers={"Cookie": f"sessionid={browser.cookies['sessionid']}", "Origin": server.url},
+            open_timeout=10,
+        )
+    )
+    assert json.loads(watcher.recv(timeout=10))["type"] == "snapshot"
 
     redis.kill()
     down_since = time.monotonic()
@@ -103,6 +115,12 @@ def test_redis_restart_during_job(personas, processes, tmp_path):
             interval=0.5,
             message=f"job {job['uuid']} to finish after the Redis restart",
         )
+    # A websocket that stayed open through the outage still receives the final state.
+    watched = [json.loads(watcher.recv(timeout=30))["job"]["status"]]
+    while watched[-1] not in FINISHED:
+        watched.append(json.loads(watcher.recv(timeout=30))["job"]["status"])
+    assert watched[-1] == "succeeded", watched
+
     # The worker reconnects to Redis, so the job it was running finishes normally.
     assert states[running["uuid"]]["status"] == "succeeded", states[running["uuid"]]
     assert states[waiting["uuid"]]["status"] == "succeeded", states[waiting["uuid"]]
