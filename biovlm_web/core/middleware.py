@@ -1,4 +1,4 @@
-"""Answer requests that fail because the database is unreachable with 503 and a plain message."""
+"""Return 503 and a plain message for requests that fail because the database is unreachable."""
 
 import logging
 
@@ -38,8 +38,8 @@ class DatabaseUnavailableMiddleware:
     def process_exception(self, request, exception):
         if not isinstance(exception, OperationalError | InterfaceError):
             return None
-        # NOTE: SQLite also raises OperationalError for a missing table, so the traceback is
-        # logged in full: the message to the user may then be wrong about the cause.
+        # NOTE: SQLite also raises OperationalError for a missing table. The traceback is logged
+        # in full because the message to the user then names the wrong cause.
         logger.error(
             "%s %s failed because the database is unavailable: %s",
             request.method,

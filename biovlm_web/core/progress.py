@@ -130,7 +130,7 @@ class JobProgressReporter:
                 stage=self.job.stage, progress=self.job.progress, log=self.job.log, heartbeat_at=timezone.now()
             )
         except DATABASE_UNAVAILABLE as error:
-            # Progress is not worth failing the job for: it stays pending and the next write sends it.
+            # Progress is not worth failing the job for, so it stays pending and the next write sends it.
             failures = _progress_write_failures.failed()
             if failures == 1:
                 logger.warning("Saving the progress of job %s failed; the job continues: %s", self.job.uuid, error)

@@ -31,7 +31,7 @@ class ReaperThread(threading.Thread):
                 reap_stale_jobs()
                 requeue_lost_jobs()
             except Exception as error:
-                # Redis or the database is unavailable: log one traceback per outage, then retry.
+                # When Redis or the database is unavailable, log one traceback per outage and retry.
                 failures += 1
                 if failures == 1:
                     logger.exception("Reaping stale jobs failed; retrying every %.1f s", self.interval)
