@@ -1,6 +1,6 @@
 """The database unavailable for a moment while a job runs and users open pages.
 
-On SQLite another process holds the write lock longer than the busy timeout; on PostgreSQL
+On SQLite another process holds the write lock longer than the busy timeout. On PostgreSQL
 every connection of the server and the worker is closed with pg_terminate_backend.
 """
 

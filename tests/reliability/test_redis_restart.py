@@ -88,7 +88,7 @@ def test_redis_restart_during_job(personas, processes, tmp_path):
     project_page = browser.get(f"{server.url}/projects/{project.uuid}/", timeout=30)
     assert project_page.status_code == 200
     assert job_state(api, server.url, running["uuid"])["status"] == "running"
-    # A job submitted now cannot be enqueued and says so.
+    # A job submitted now cannot be enqueued, and its error states why.
     during = submit_steps_job(api, server.url, project, steps=1, delay=0)
     refused = job_state(api, server.url, during["uuid"])
     assert refused["status"] == "failed"

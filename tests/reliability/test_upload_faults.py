@@ -124,7 +124,7 @@ def test_server_killed_mid_chunk_resumes(personas, processes, tmp_path, settings
     send_file(session, server.url, state, path, start=state["offset"])
     stored = complete_and_download(session, server.url, upload, expected)
     assert stored["sha256"] == expected
-    # The side file of the chunk cut by the crash is left for cleanup_uploads, never appended.
+    # A side file of the chunk cut by the crash may remain until cleanup_uploads removes it.
     assert not (Path(settings.UPLOAD_TEMP_DIR) / f"{upload['uuid']}.part").exists()
 
 
@@ -155,7 +155,7 @@ def small_filesystem_prefix(mounts: dict[Path, int]) -> list[str]:
 
 
 def inside(server: ServerProcess, path: Path) -> Path:
-    """The path as the server's mount namespace sees it."""
+    """Return the path as seen from the server's mount namespace."""
     return Path(f"/proc/{server.process.pid}/root") / path.relative_to("/")
 
 
