@@ -68,6 +68,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "biovlm_web.core.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "biovlm_web.urls"

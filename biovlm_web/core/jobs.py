@@ -13,6 +13,7 @@ import logging
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -20,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
 from django.utils import timezone
 
 from analysis.progress import Cancelled
@@ -30,6 +31,12 @@ from biovlm_web.core.progress import JobProgressReporter, broadcast_job
 logger = logging.getLogger(__name__)
 
 Status = Job.Status
+
+# How long a worker keeps retrying a job's claim or final state while the database is unreachable.
+DATABASE_RETRY_SECONDS = 60.0
+# Errors of a lost or locked database connection: a restarted server, a killed backend, or a
+# SQLite write lock held past the busy timeout.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
 
 
 class JobError(Exception):
@@ -165,13 +172,52 @@ def _cancel_in_queue(job: Job) -> None:
         logger.warning("Removing job %s from queue %s failed", job.uuid, job.queue, exc_info=True)
 
 
+def drop_broken_connection() -> None:
+    """Close this thread's database connection so that the next query opens a new one.
+
+    Django does not reconnect a connection that the server closed, so without this every
+    later query of the thread fails as well.
+    """
+    try:
+        connection.close()
+    except DATABASE_UNAVAILABLE:
+        pass
+
+
+def with_database_retry(action: Callable, description: str, timeout: float = DATABASE_RETRY_SECONDS):
+    """Run ``action`` and return its value, retrying while the database is unreachable.
+
+    Retries with a growing pause of 0.5 to 5 s and raises the last error after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.5
+    while True:
+        try:
+            return action()
+        except DATABASE_UNAVAILABLE as error:
+            if time.monotonic() + pause > deadline:
+                raise
+            logger.warning(
+                "%s failed because the database is unavailable (%s); retrying in %.1f s", description, error, pause
+            )
+            drop_broken_connection()
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+
 def _finish(job_uuid, expected: str, status: str, *, error: str = "", result: dict | None = None) -> bool:
     values = {"status": status, "finished_at": timezone.now(), "error": error[:10_000]}
     if status == Status.SUCCEEDED:
         values.update(progress=1.0, stage="done", result=result or {})
     elif status == Status.CANCELLED:
         values["stage"] = "cancelled"
-    changed = Job.objects.filter(uuid=job_uuid, status=expected).update(**values) == 1
+    changed = (
+        with_database_retry(
+            lambda: Job.objects.filter(uuid=job_uuid, status=expected).update(**values),
+            f"Saving the final state of job {job_uuid}",
+        )
+        == 1
+    )
     if changed:
         broadcast_job(Job.objects.get(uuid=job_uuid))
     return changed
@@ -196,20 +242,33 @@ class Heartbeat:
         self._thread.join(timeout=self.interval + 5)
 
     def _run(self) -> None:
+        failures = 0
         try:
             while not self._stop.wait(self.interval):
-                rows = Job.objects.filter(pk=self.job_pk, status=Status.RUNNING)
-                if not rows.update(heartbeat_at=timezone.now()):
-                    self.cancelled.set()  # reaped or finished elsewhere: stop working on it
-                elif rows.filter(cancel_requested=True).exists():
-                    self.cancelled.set()
+                try:
+                    self._beat()
+                except DATABASE_UNAVAILABLE as error:
+                    # Keep beating: the database may be back before the job is reaped as stale.
+                    failures += 1
+                    if failures == 1:
+                        logger.warning("Heartbeat of job %s failed, retrying: %s", self.job_pk, error)
+                    drop_broken_connection()
+                    continue
+                if failures:
+                    logger.info("Heartbeat of job %s works again after %d failures", self.job_pk, failures)
+                    failures = 0
         except Exception:
             logger.exception("Heartbeat of job %s failed", self.job_pk)
         finally:
             close_old_connections()
-            from django.db import connection
-
             connection.close()
+
+    def _beat(self) -> None:
+        rows = Job.objects.filter(pk=self.job_pk, status=Status.RUNNING)
+        if not rows.update(heartbeat_at=timezone.now()):
+            self.cancelled.set()  # reaped or finished elsewhere: stop working on it
+        elif rows.filter(cancel_requested=True).exists():
+            self.cancelled.set()
 
 
 def worker_name() -> str:
@@ -227,10 +286,15 @@ def worker_name() -> str:
 def execute_job(job_uuid: str) -> str:
     """Run one job in an RQ worker. This is the function RQ calls."""
     close_old_connections()
-    now = timezone.now()
-    claimed = Job.objects.filter(uuid=job_uuid, status=Status.QUEUED).update(
-        status=Status.RUNNING, started_at=now, heartbeat_at=now, worker_name=worker_name()[:200], stage="starting"
-    )
+    name = worker_name()[:200]
+
+    def claim() -> int:
+        now = timezone.now()
+        return Job.objects.filter(uuid=job_uuid, status=Status.QUEUED).update(
+            status=Status.RUNNING, started_at=now, heartbeat_at=now, worker_name=name, stage="starting"
+        )
+
+    claimed = with_database_retry(claim, f"Claiming job {job_uuid}")
     if claimed != 1:
         logger.info("Job %s is no longer queued; skipping it", job_uuid)
         return "skipped"
@@ -298,19 +362,31 @@ def reap_stale_jobs(stale_seconds: float | None = None) -> list[str]:
 def requeue_lost_jobs(min_age_seconds: float | None = None) -> list[str]:
     """Enqueue again the queued jobs whose RQ entry is gone, such as after Redis lost its data.
 
-    Only jobs queued for at least ``min_age_seconds`` are checked, so a job whose enqueue is
-    still waiting for its transaction to commit is left alone. Returns their UUIDs.
+    A queued row whose RQ job already ended also counts as lost: its worker could not claim
+    the row, for example because the database was unavailable. Only jobs queued for at least
+    ``min_age_seconds`` are checked, so a job whose enqueue is still waiting for its
+    transaction to commit is left alone. Returns their UUIDs.
     """
+    from rq.exceptions import NoSuchJobError
     from rq.job import Job as RQJob
+    from rq.job import JobStatus
 
+    ended = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
     min_age_seconds = settings.JOB_STALE_SECONDS if min_age_seconds is None else min_age_seconds
     cutoff = timezone.now() - timedelta(seconds=min_age_seconds)
     requeued = []
     for job in Job.objects.filter(status=Status.QUEUED, created_at__lte=cutoff):
-        connection = _get_queue(job.queue).connection
-        if RQJob.exists(str(job.uuid), connection=connection):
-            continue
-        logger.warning("Job %s was queued but missing from queue %s; enqueueing it again", job.uuid, job.queue)
+        redis_connection = _get_queue(job.queue).connection
+        try:
+            rq_job = RQJob.fetch(str(job.uuid), connection=redis_connection)
+        except NoSuchJobError:
+            reason = "missing from"
+        else:
+            if rq_job.get_status(refresh=False) not in ended:
+                continue
+            reason = f"{rq_job.get_status(refresh=False)} without being claimed in"
+            rq_job.delete()
+        logger.warning("Job %s was queued but %s queue %s; enqueueing it again", job.uuid, reason, job.queue)
         _enqueue(job.pk)
         requeued.append(str(job.uuid))
     return requeued

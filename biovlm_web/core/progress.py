@@ -20,6 +20,29 @@ def job_group(job_uuid) -> str:
     return f"job-{job_uuid}"
 
 
+class _FailureCount:
+    """Failures in a row of one repeated operation, so that an outage logs one traceback and not one per call."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def failed(self) -> int:
+        with self._lock:
+            self.count += 1
+            return self.count
+
+    def succeeded(self) -> int:
+        """Reset the count and return how many failures preceded this success."""
+        with self._lock:
+            count, self.count = self.count, 0
+            return count
+
+
+_broadcast_failures = _FailureCount()
+_progress_write_failures = _FailureCount()
+
+
 def broadcast_job(job) -> None:
     """Send the job's current state to every websocket watching it, logging instead of raising on failure."""
     layer = get_channel_layer()
@@ -27,9 +50,17 @@ def broadcast_job(job) -> None:
         return
     try:
         async_to_sync(layer.group_send)(job_group(job.uuid), {"type": "job.update", "job": job.snapshot()})
-    except Exception:
+    except Exception as error:
         # The row already contains the state, so a browser that reconnects still gets it.
-        logger.warning("Sending the progress of job %s to its websocket group failed", job.uuid, exc_info=True)
+        failures = _broadcast_failures.failed()
+        if failures == 1:
+            logger.warning("Sending the progress of job %s to its websocket group failed", job.uuid, exc_info=True)
+        else:
+            logger.warning("Sending the progress of job %s failed again (%d in a row): %s", job.uuid, failures, error)
+        return
+    failures = _broadcast_failures.succeeded()
+    if failures:
+        logger.info("Sending job progress works again after %d failures", failures)
 
 
 class JobProgressReporter:
@@ -88,14 +119,27 @@ class JobProgressReporter:
         """
         if not self._dirty:
             return
+        from biovlm_web.core.jobs import DATABASE_UNAVAILABLE, drop_broken_connection
         from biovlm_web.core.models import Job
 
         self.job.log = list(self._lines)
         # Filtering on cancel_requested makes a cancel take effect at the next write, without
         # waiting for the heartbeat thread.
-        changed = Job.objects.filter(pk=self.job.pk, status=Job.Status.RUNNING, cancel_requested=False).update(
-            stage=self.job.stage, progress=self.job.progress, log=self.job.log, heartbeat_at=timezone.now()
-        )
+        try:
+            changed = Job.objects.filter(pk=self.job.pk, status=Job.Status.RUNNING, cancel_requested=False).update(
+                stage=self.job.stage, progress=self.job.progress, log=self.job.log, heartbeat_at=timezone.now()
+            )
+        except DATABASE_UNAVAILABLE as error:
+            # Progress is not worth failing the job for, so it stays pending and the next write sends it.
+            failures = _progress_write_failures.failed()
+            if failures == 1:
+                logger.warning("Saving the progress of job %s failed; the job continues: %s", self.job.uuid, error)
+            drop_broken_connection()
+            self._last_write = time.monotonic()
+            return
+        failures = _progress_write_failures.succeeded()
+        if failures:
+            logger.info("Saving the progress of job %s works again after %d failures", self.job.uuid, failures)
         self._dirty = False
         self._last_write = time.monotonic()
         self.writes += 1

@@ -23,14 +23,25 @@ class ReaperThread(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        from biovlm_web.core.jobs import reap_stale_jobs, requeue_lost_jobs
+        from biovlm_web.core.jobs import drop_broken_connection, reap_stale_jobs, requeue_lost_jobs
 
+        failures = 0
         while not self._stop_event.wait(self.interval):
             try:
                 reap_stale_jobs()
                 requeue_lost_jobs()
-            except Exception:
-                logger.exception("Reaping stale jobs failed")
+            except Exception as error:
+                # When Redis or the database is unavailable, log one traceback per outage and retry.
+                failures += 1
+                if failures == 1:
+                    logger.exception("Reaping stale jobs failed; retrying every %.1f s", self.interval)
+                else:
+                    logger.warning("Reaping stale jobs failed again (%d in a row): %s", failures, error)
+                drop_broken_connection()
+                continue
+            if failures:
+                logger.info("Reaping stale jobs works again after %d failures", failures)
+                failures = 0
         connections.close_all()
 
     def stop(self) -> None:

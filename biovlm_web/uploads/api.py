@@ -7,6 +7,7 @@ for objects of other projects and an anonymous client gets 403.
 import logging
 import shutil
 import uuid
+from pathlib import Path
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -46,7 +47,14 @@ from biovlm_web.uploads.serializers import (
     UploadSessionCreateSerializer,
     UploadSessionSerializer,
 )
-from biovlm_web.uploads.storage import UploadError, format_size, receive_chunk, temp_dir
+from biovlm_web.uploads.storage import (
+    UploadError,
+    format_size,
+    insufficient_storage,
+    is_no_space,
+    receive_chunk,
+    temp_dir,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,12 +66,36 @@ ERRORS = {
 
 
 class UploadErrorMixin:
-    """Return UploadError as a JSON body with ``detail``, ``code`` and any extra fields."""
+    """Return UploadError as a JSON body with ``detail``, ``code`` and any extra fields.
+
+    A write that found the disk full becomes 507 Insufficient Storage. The paths that store
+    files clean up what they wrote before the error reaches this handler.
+    """
 
     def handle_exception(self, exc):
+        if is_no_space(exc):
+            logger.warning("%s %s failed because the disk is full: %s", self.request.method, self.request.path, exc)
+            discard_temporary_uploads(self.request)
+            exc = insufficient_storage("storing the uploaded files", Path(settings.MEDIA_ROOT))
         if isinstance(exc, UploadError):
             return Response(exc.body(), status=exc.status)
         return super().handle_exception(exc)
+
+
+def discard_temporary_uploads(request) -> None:
+    """Close and so delete the temporary files of a multipart parse that stopped with an error.
+
+    Otherwise each file stays on the full disk until garbage collection closes it.
+    """
+    django_request = getattr(request, "_request", request)
+    for handler in getattr(django_request, "upload_handlers", []):
+        temporary = getattr(handler, "file", None)
+        if temporary is None:
+            continue
+        try:
+            temporary.close()
+        except OSError:  # Flushing to the full disk fails again, but the file is deleted all the same.
+            pass
 
 
 def uuid_query_param(request, name: str) -> uuid.UUID | None:
@@ -435,7 +467,15 @@ class UploadSessionViewSet(
         upload = self.get_object()
         serializer = UploadCompleteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        data_file, created = complete_upload(upload, serializer.validated_data.get("sha256"), request.user)
+        try:
+            data_file, created = complete_upload(upload, serializer.validated_data.get("sha256"), request.user)
+        except OSError as error:
+            if not is_no_space(error):
+                raise
+            # The upload stays active with its partial file, so completing it again after space is freed works.
+            logger.warning("Completing upload %s failed because the disk is full: %s", upload.uuid, error)
+            action = f"storing {upload.filename}"
+            raise insufficient_storage(action, Path(settings.MEDIA_ROOT), file=upload.filename) from error
         body = DataFileSerializer(data_file, context={"request": request}).data
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 

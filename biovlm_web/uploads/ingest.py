@@ -9,6 +9,7 @@ With FileSystemStorage the local file is renamed into place instead of copied.
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import unicodedata
@@ -117,7 +118,20 @@ def save_to_storage(dataset: Dataset, received: Received, user) -> DataFile:
         created_by=user if user is not None and user.is_authenticated else None,
     )
     # The name passed here is ignored: storage_name() builds it from the row's UUID and extension.
-    data_file.file.save("upload", received.content, save=False)
+    name = data_file.file.field.generate_filename(data_file, "upload")
+    storage = data_file.file.storage
+    try:
+        data_file.file.save("upload", received.content, save=False)
+        stored_size = storage.size(data_file.file.name)
+    except Exception:
+        # A copy cut short, such as by a full disk, leaves part of the file under its name.
+        if storage.exists(name):
+            storage.delete(name)
+        raise
+    if stored_size != received.size:
+        # Django 5.2's file_move_safe ignores short writes, so a disk that fills up can truncate a copy.
+        storage.delete(data_file.file.name)
+        raise OSError(errno.ENOSPC, f"{stored_size} of {received.size} bytes of {received.filename} were stored")
     return data_file
 
 

@@ -13,6 +13,7 @@ for one upload across server processes of one machine.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import logging
@@ -36,6 +37,9 @@ PARTIAL_SUFFIX = ".part"
 CHUNK_SUFFIX = ".chunk"
 
 Status = UploadSession.Status
+
+# errno values of a write that failed for lack of space: a full disk or an exhausted quota.
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class UploadError(Exception):
@@ -67,6 +71,25 @@ def format_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
+def is_no_space(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS
+
+
+def insufficient_storage(action: str, directory: Path, **extra) -> UploadError:
+    """Return the 507 error for ``action``, such as "storing tomo.mrc", that found the disk of ``directory`` full."""
+    try:
+        free = f" ({format_size(shutil.disk_usage(directory).free)} free)"
+    except OSError:  # Object storage has no local directory to measure.
+        free = ""
+    return UploadError(
+        f"The server's disk is full, so {action} failed{free}. Nothing was stored by this request. "
+        "Ask an administrator to free disk space, then retry.",
+        status=507,
+        code="insufficient_storage",
+        **extra,
+    )
+
+
 def temp_dir() -> Path:
     directory = Path(settings.UPLOAD_TEMP_DIR)
     directory.mkdir(parents=True, exist_ok=True)
@@ -95,7 +118,8 @@ def locked_partial(upload: UploadSession, create: bool = True) -> Iterator[Binar
     """
     flags = os.O_RDWR | (os.O_CREAT if create else 0)
     descriptor = os.open(partial_path(upload), flags, 0o600)
-    handle = os.fdopen(descriptor, "r+b")
+    # Unbuffered, so a failed write leaves no buffered bytes that closing the file would write later.
+    handle = os.fdopen(descriptor, "r+b", buffering=0)
     try:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -211,6 +235,20 @@ def spool_chunk(read: Callable[[int], bytes], length: int, upload: UploadSession
     return side_file, digest.hexdigest()
 
 
+def append_all(descriptor: int, offset: int, source: BinaryIO) -> None:
+    """Write everything ``source`` contains at ``offset`` of ``descriptor``, then fsync.
+
+    Short writes are continued. Unlike ``shutil.copyfileobj`` on an unbuffered file, this
+    never drops the rest of a block that the disk accepted only in part.
+    """
+    os.lseek(descriptor, offset, os.SEEK_SET)
+    while block := source.read(BLOCK_SIZE):
+        view = memoryview(block)
+        while view:
+            view = view[os.write(descriptor, view) :]
+    os.fsync(descriptor)
+
+
 def receive_chunk(
     upload: UploadSession, read: Callable[[int], bytes], offset: int, length: int, chunk_sha256: str
 ) -> UploadSession:
@@ -246,7 +284,14 @@ def receive_chunk(
             offset=upload.offset,
         )
 
-    side_file, actual_sha256 = spool_chunk(read, length, upload)
+    try:
+        side_file, actual_sha256 = spool_chunk(read, length, upload)
+    except OSError as error:
+        if not is_no_space(error):
+            raise
+        logger.warning("Upload %s: receiving a chunk at offset %d failed: %s", upload.uuid, offset, error)
+        action = f"receiving a chunk of {upload.filename}"
+        raise insufficient_storage(action, temp_dir(), file=upload.filename, offset=upload.offset) from error
     with side_file:
         if actual_sha256 != chunk_sha256:
             raise UploadError(
@@ -262,10 +307,16 @@ def receive_chunk(
                 raise out_of_order(upload, offset)
             reconcile_partial(upload, partial)
 
-            partial.seek(upload.offset)
-            shutil.copyfileobj(side_file, partial, BLOCK_SIZE)
-            partial.flush()
-            os.fsync(partial.fileno())
+            try:
+                append_all(partial.fileno(), upload.offset, side_file)
+            except OSError as error:
+                if not is_no_space(error):
+                    raise
+                # Give back the space of the bytes that did fit, which were never committed.
+                partial.truncate(upload.offset)
+                logger.warning("Upload %s: appending the chunk at offset %d failed: %s", upload.uuid, offset, error)
+                action = f"appending a chunk to {upload.filename}"
+                raise insufficient_storage(action, temp_dir(), file=upload.filename, offset=upload.offset) from error
 
             new_offset = upload.offset + length
             committed = UploadSession.objects.filter(pk=upload.pk, offset=upload.offset, status=Status.ACTIVE).update(
