@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -142,18 +143,35 @@ def live_asgi(transactional_db, redis_conn):
 
 
 def start_worker(*queues: str, burst: bool = True, **env) -> subprocess.Popen:
-    """Start ``manage.py rqworker`` with the platform's worker class as a subprocess."""
+    """Start ``manage.py rqworker`` with the platform's worker class as a subprocess.
+
+    A burst worker's output is piped for ``communicate()``. A long-running worker writes to the
+    file at ``process.log_path`` instead, because nobody reads its pipe and a full pipe would
+    block the worker.
+    """
     args = [sys.executable, "manage.py", "rqworker", "--worker-class", "biovlm_web.core.worker.JobWorker"]
     if burst:
         args.append("--burst")
-    return subprocess.Popen(
-        [*args, *(queues or ("default",))],
-        cwd=REPO_ROOT,
-        env=subprocess_env(**env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+        output = subprocess.PIPE
+        log_path = None
+    else:
+        handle, name = tempfile.mkstemp(prefix="rqworker-", suffix=".log")
+        output = os.fdopen(handle, "wb")
+        log_path = Path(name)
+    try:
+        process = subprocess.Popen(
+            [*args, *(queues or ("default",))],
+            cwd=REPO_ROOT,
+            env=subprocess_env(**env),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    finally:
+        if log_path is not None:
+            output.close()
+    process.log_path = log_path
+    return process
 
 
 def pytest_sessionfinish(session, exitstatus):
