@@ -15,7 +15,10 @@ from biovlm_web.tomograms.api import TomogramRunViewSet, TomogramViewSet
 from biovlm_web.uploads.api import DataFileViewSet, DatasetViewSet, UploadSessionViewSet
 
 # API route names start with "api-", so "api-job-detail" never shadows the "job-detail" page.
+# No ".json" suffix routes: custom actions do not take a ``format`` argument, so those routes
+# raised TypeError (500). Clients choose JSON with the Accept header or ``?format=json``.
 router = DefaultRouter()
+router.include_format_suffixes = False
 router.register("projects", ProjectViewSet, basename="api-project")
 router.register("jobs", JobViewSet, basename="api-job")
 router.register("share-links", ShareLinkViewSet, basename="api-share-link")
