@@ -14,11 +14,28 @@ from biovlm_web.core.api.views import JobViewSet, ProjectViewSet, ShareLinkViewS
 from biovlm_web.tomograms.api import TomogramRunViewSet, TomogramViewSet
 from biovlm_web.uploads.api import DataFileViewSet, DatasetViewSet, UploadSessionViewSet
 
+UUID_PATTERN = "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+
+
+class UUIDRouter(DefaultRouter):
+    """A router whose ``uuid`` lookups match only UUIDs, so any other text is 404 and never reaches the database.
+
+    With DRF's default ``[^/.]+``, a path such as /api/jobs/null/ made the UUID field raise a
+    ValidationError inside the view, which became a 500.
+    """
+
+    # No ".json" suffix routes: custom actions do not take a ``format`` argument, so those
+    # routes raised TypeError (500). Clients choose JSON with Accept or ``?format=json``.
+    include_format_suffixes = False
+
+    def get_lookup_regex(self, viewset, lookup_prefix=""):
+        if getattr(viewset, "lookup_field", None) == "uuid" and not hasattr(viewset, "lookup_value_regex"):
+            return f"(?P<{lookup_prefix}uuid>{UUID_PATTERN})"
+        return super().get_lookup_regex(viewset, lookup_prefix)
+
+
 # API route names start with "api-", so "api-job-detail" never shadows the "job-detail" page.
-# No ".json" suffix routes: custom actions do not take a ``format`` argument, so those routes
-# raised TypeError (500). Clients choose JSON with the Accept header or ``?format=json``.
-router = DefaultRouter()
-router.include_format_suffixes = False
+router = UUIDRouter()
 router.register("projects", ProjectViewSet, basename="api-project")
 router.register("jobs", JobViewSet, basename="api-job")
 router.register("share-links", ShareLinkViewSet, basename="api-share-link")
