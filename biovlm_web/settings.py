@@ -287,14 +287,16 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", Fals
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", BEHIND_TLS_PROXY)
 
 # Sent on every response by biovlm_web.core.middleware.ContentSecurityPolicyMiddleware; {nonce}
-# becomes a fresh per-request nonce. Scripts run only from this origin or with the nonce. Styles
-# allow 'unsafe-inline' because Plotly and the Swagger UI insert <style> elements at run time.
+# becomes a fresh per-request nonce. Scripts run only from this origin or with the nonce.
+# 'wasm-unsafe-eval' lets the uploader compile hash-wasm's WebAssembly SHA-256; it does not allow
+# eval() of JavaScript. Styles allow 'unsafe-inline' because Plotly and the Swagger UI insert
+# <style> elements at run time.
 CONTENT_SECURITY_POLICY = env_str(
     "CONTENT_SECURITY_POLICY",
     "; ".join(
         [
             "default-src 'self'",
-            "script-src 'self' 'nonce-{nonce}'",
+            "script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'",
             "style-src 'self' 'unsafe-inline'",
             "img-src 'self' data: blob:",
             "media-src 'self' blob:",

@@ -7,6 +7,7 @@ must show that string as literal text, run none of its script, and report no CSP
 import pytest
 from playwright.sync_api import expect
 
+from tests.e2e.test_platform import sign_in
 from tests.security.world import build_world
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -87,14 +88,6 @@ def stored(live_asgi, tmp_path):
     return world
 
 
-def sign_in(page, live, username):
-    page.goto(f"{live.url}/accounts/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", f"{username}-password-1")
-    page.click("button[type=submit]")
-    expect(page.get_by_role("heading", name="Projects", exact=True)).to_be_visible()
-
-
 def test_pages_escape_text_and_satisfy_csp(live_asgi, stored, new_context, screenshot):
     context = new_context()
     context.add_init_script(RECORD_VIOLATIONS)
@@ -126,6 +119,20 @@ def test_pages_escape_text_and_satisfy_csp(live_asgi, stored, new_context, scree
             screenshot(page, f"security-{name.replace(' ', '-')}")
             problems.append(f"{name}: the literal user text is not shown")
     assert problems == [], "\n".join(problems)
+
+
+def test_upload_within_csp(live_asgi, stored, new_context, tmp_path):
+    """The uploader hashes files with WebAssembly and sends chunks, all within the CSP."""
+    context = new_context()
+    context.add_init_script(RECORD_VIOLATIONS)
+    page = context.new_page()
+    sign_in(page, live_asgi, "owner")
+    page.goto(f"{live_asgi.url}/datasets/{stored['dataset'].uuid}/")
+    note = tmp_path / "note.txt"
+    note.write_text("plain text for the uploader\n")
+    page.locator("[data-component=uploader] input[type=file]").set_input_files(str(note))
+    expect(page.locator("table").get_by_text("note.txt")).to_be_visible(timeout=30_000)
+    assert page.evaluate("window.__cspViolations") == []
 
 
 def test_hypothesis_and_note_shown_literally(live_asgi, stored, new_context):

@@ -1,7 +1,7 @@
 """CSRF: every state-changing request of a signed-in browser session needs the CSRF token.
 
 The cases are generated from the URL configuration: every route and every method other than
-GET, HEAD and OPTIONS (GET and POST for function views, whose methods are not declared).
+GET, HEAD and OPTIONS.
 """
 
 import pytest

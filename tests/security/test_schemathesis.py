@@ -1,4 +1,4 @@
-"""schemathesis against the served OpenAPI schema on a live server: no operation answers 5xx.
+"""schemathesis against the served OpenAPI schema on a live server: no operation returns 5xx.
 
 It runs schemathesis's command line on the schema at /api/schema/ of a Uvicorn server on
 127.0.0.1, signed in with the owner's API token, with a few examples per operation and a time

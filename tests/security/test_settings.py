@@ -55,7 +55,7 @@ def run_settings(tmp_path, code: str, **env) -> subprocess.CompletedProcess:
     )
     environment.update({"DEBUG": "0", **env})
     return subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=300
     )
 
 

@@ -19,7 +19,6 @@ class Route:
     patterns: list[str] = field(default_factory=list)
     methods: set[str] | None = None
     parameters: set[str] = field(default_factory=set)
-    has_format_suffix: bool = False
 
 
 def _view_methods(callback) -> set[str] | None:
@@ -48,11 +47,8 @@ def routes() -> dict[str, Route]:
     for pattern, name, entry in _walk(get_resolver()):
         route = found.setdefault(name or pattern, Route(name or pattern))
         route.patterns.append(pattern)
-        parameters = set(entry.pattern.regex.groupindex)
-        if "format" in parameters:
-            route.has_format_suffix = True
-            parameters.discard("format")
-        route.parameters |= parameters
+        # A format suffix (".json") is not a path parameter that names an object.
+        route.parameters |= set(entry.pattern.regex.groupindex) - {"format"}
         methods = _view_methods(entry.callback)
         if methods is not None:
             route.methods = (route.methods or set()) | methods
@@ -168,7 +164,7 @@ def path_for(route: Route, method: str, world: dict) -> str:
 def request_body(route: Route, method: str, world: dict) -> dict:
     """Return a body for a write request that names the world's objects, so that permission checks on them run.
 
-    Each view reads the fields it knows and ignores the rest.
+    Each view reads the fields it declares and ignores the rest.
     """
     if method in ("GET", "HEAD", "DELETE") or not route.name.startswith("api-"):
         return {}
