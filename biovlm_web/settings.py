@@ -267,7 +267,7 @@ SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 
 # HTTPS: behind a TLS-terminating proxy (nginx sets X-Forwarded-Proto), plain HTTP requests are
-# redirected to HTTPS, browsers are told to use HTTPS only (HSTS), and cookies are sent over
+# redirected to HTTPS, the HSTS header makes browsers use HTTPS only, and cookies are sent over
 # HTTPS only. With DEBUG off, a server named by a host other than loopback must either sit behind
 # such a proxy or say explicitly that it serves plain HTTP (ALLOW_PLAIN_HTTP=1).
 BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)

@@ -17,7 +17,7 @@ pytest.importorskip(
 pytestmark = pytest.mark.django_db(transaction=True)
 
 MAX_EXAMPLES = 5
-MAX_SECONDS = 120
+MAX_SECONDS = 90
 
 
 def test_no_server_errors(live_asgi, personas, tmp_path):
