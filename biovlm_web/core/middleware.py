@@ -31,7 +31,7 @@ class ContentSecurityPolicyMiddleware:
 
 
 class ShareTokenHeaderGuardMiddleware:
-    """Count ``X-Share-Token`` headers that match no share link, and answer 429 once a client has too many.
+    """Count ``X-Share-Token`` headers that match no share link, and return 429 once a client has too many.
 
     The ``/s/<token>/`` page counts its own failures (see ``views.share_open``).
     """

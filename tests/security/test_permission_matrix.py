@@ -209,7 +209,7 @@ def test_matrix_covers_every_declared_method():
     assert missing == [], f"Views answer methods the matrix does not list: {missing}"
 
 
-# Values for the path parameters of admin and django-rq routes; what they name need not exist,
+# Values for the path parameters of admin and django-rq routes. What they name need not exist,
 # because the staff check runs before the view reads them.
 STAFF_ROUTE_VALUES = {
     "app_label": "auth",
@@ -237,7 +237,7 @@ STAFF_CASES = [
 ]
 
 
-# django-rq's statistics in JSON answer 401 to anyone who is neither staff nor holds RQ_API_TOKEN
+# django-rq's statistics in JSON return 401 to anyone who is neither staff nor holds RQ_API_TOKEN
 # (unset here), with the token in the path or not.
 RQ_STATS_PATHS = ["/admin/rq/stats.json/", "/admin/rq/stats.json/nosuchtoken/"]
 
