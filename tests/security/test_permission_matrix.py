@@ -16,7 +16,7 @@ import pytest
 from django.urls import reverse
 
 from tests.security.conftest import PERSONAS, persona_client
-from tests.security.urlconf import is_staff_only, path_for, request_body, routes
+from tests.security.urlconf import Route, is_staff_only, path_for, request_body, routes
 
 # Expected status per persona, in the order owner, member, stranger, anonymous, share visitor.
 MATRIX = {
@@ -265,3 +265,11 @@ def test_staff_routes_reject_others(world, db, name, persona):
 @pytest.mark.parametrize("name", ["admin:index", "admin:auth_user_changelist", "django_rq:home"])
 def test_staff_routes_open_to_superuser(world, db, name):
     assert persona_client(world, "admin").get(reverse(name)).status_code == 200
+
+
+def test_unknown_route_fails_naming_pattern(monkeypatch):
+    monkeypatch.setitem(ROUTES, "api-new-thing", Route("api-new-thing", ["api/^new-thing/$"], {"GET"}))
+    with pytest.raises(pytest.fail.Exception) as failure:
+        expected_status("api-new-thing", "GET", "owner")
+    assert "api/^new-thing/$" in str(failure.value)
+    assert "'api-new-thing'" in str(failure.value)
