@@ -61,9 +61,11 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "biovlm_web.core.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "biovlm_web.core.middleware.ShareTokenHeaderGuardMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -258,10 +260,61 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
-SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+# Share links carry their token in the path, so no other site may see it in a Referer.
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+
+# HTTPS: behind a TLS-terminating proxy (nginx sets X-Forwarded-Proto), plain HTTP requests are
+# redirected to HTTPS, the HSTS header makes browsers use HTTPS only, and cookies are sent over
+# HTTPS only. With DEBUG off, a server named by a host other than loopback must either sit behind
+# such a proxy or say explicitly that it serves plain HTTP (ALLOW_PLAIN_HTTP=1).
+BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)
+ALLOW_PLAIN_HTTP = env_bool("ALLOW_PLAIN_HTTP", False)
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
+_public_hosts = sorted(set(ALLOWED_HOSTS) - LOOPBACK_HOSTS)
+if not DEBUG and not BEHIND_TLS_PROXY and not ALLOW_PLAIN_HTTP and _public_hosts:
+    raise ImproperlyConfigured(
+        f"ALLOWED_HOSTS names {', '.join(_public_hosts)} but BEHIND_TLS_PROXY is off, so passwords and session "
+        "cookies would cross the network in plain HTTP. Put the server behind an HTTPS proxy and set "
+        "BEHIND_TLS_PROXY=1, or set ALLOW_PLAIN_HTTP=1 to serve plain HTTP anyway."
+    )
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", BEHIND_TLS_PROXY)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if BEHIND_TLS_PROXY else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", BEHIND_TLS_PROXY)
+
+# Sent on every response by biovlm_web.core.middleware.ContentSecurityPolicyMiddleware; {nonce}
+# becomes a fresh per-request nonce. Scripts run only from this origin or with the nonce.
+# 'wasm-unsafe-eval' lets the uploader compile hash-wasm's WebAssembly SHA-256; it does not allow
+# eval() of JavaScript. Styles allow 'unsafe-inline' because Plotly and the Swagger UI insert
+# <style> elements at run time.
+CONTENT_SECURITY_POLICY = env_str(
+    "CONTENT_SECURITY_POLICY",
+    "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'",
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data: blob:",
+            "media-src 'self' blob:",
+            "font-src 'self' data:",
+            "connect-src 'self'",
+            "worker-src 'self' blob:",
+            "object-src 'none'",
+            "base-uri 'self'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    ),
+)
+
+# Unknown share tokens allowed per client IP address within the window (seconds) before 429.
+SHARE_TOKEN_MAX_FAILURES = env_int("SHARE_TOKEN_MAX_FAILURES", 20, minimum=1)
+SHARE_TOKEN_FAILURE_WINDOW = env_int("SHARE_TOKEN_FAILURE_WINDOW", 600, minimum=1)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
@@ -14,8 +14,28 @@ from biovlm_web.core.api.views import JobViewSet, ProjectViewSet, ShareLinkViewS
 from biovlm_web.tomograms.api import TomogramRunViewSet, TomogramViewSet
 from biovlm_web.uploads.api import DataFileViewSet, DatasetViewSet, UploadSessionViewSet
 
+UUID_PATTERN = "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+
+
+class UUIDRouter(DefaultRouter):
+    """A router whose ``uuid`` lookups match only UUIDs, so any other text is 404 and never reaches the database.
+
+    With DRF's default ``[^/.]+``, a path such as /api/jobs/null/ made the UUID field raise a
+    ValidationError inside the view, which became a 500.
+    """
+
+    # No ".json" suffix routes: custom actions do not take a ``format`` argument, so those
+    # routes raised TypeError (500). Clients choose JSON with Accept or ``?format=json``.
+    include_format_suffixes = False
+
+    def get_lookup_regex(self, viewset, lookup_prefix=""):
+        if getattr(viewset, "lookup_field", None) == "uuid" and not hasattr(viewset, "lookup_value_regex"):
+            return f"(?P<{lookup_prefix}uuid>{UUID_PATTERN})"
+        return super().get_lookup_regex(viewset, lookup_prefix)
+
+
 # API route names start with "api-", so "api-job-detail" never shadows the "job-detail" page.
-router = DefaultRouter()
+router = UUIDRouter()
 router.register("projects", ProjectViewSet, basename="api-project")
 router.register("jobs", JobViewSet, basename="api-job")
 router.register("share-links", ShareLinkViewSet, basename="api-share-link")
@@ -46,7 +66,8 @@ urlpatterns = [
     path("api/", include(router.urls)),
     path("api/auth/token/", obtain_auth_token, name="api-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # The split view serves its start-up script as a file, so the page needs no inline script under the CSP.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("admin/rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
 ]

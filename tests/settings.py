@@ -17,6 +17,8 @@ os.environ.setdefault("UPLOAD_MAX_FILE_SIZE", "64M")
 os.environ.setdefault("UPLOAD_CHUNK_SIZE", "1M")
 os.environ.setdefault("CHANNELS_PREFIX", "biovlm-test")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+# Many tests present unknown share tokens from 127.0.0.1; the rate-limit tests lower this.
+os.environ.setdefault("SHARE_TOKEN_MAX_FAILURES", "100000")
 os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
 
 from biovlm_web.settings import *  # noqa: E402,F403

@@ -56,7 +56,7 @@ def share_link_for(session, obj, headers=None) -> ShareLink | None:
     if not tokens:
         return None
     content_type = ContentType.objects.get_for_model(obj)
-    links = ShareLink.objects.filter(token__in=tokens, content_type=content_type, object_id=obj.pk)
+    links = ShareLink.objects.filter(content_type=content_type, object_id=obj.pk).with_tokens(tokens)
     for link in links:
         if link.is_valid:
             return link

@@ -20,6 +20,26 @@ def run_check_models(job, reporter) -> dict:
     return {"roles": roles, "worker": worker_name()}
 
 
-register_job_kind(JobKind(name="check_models", title="Check models", function=run_check_models, queue="gpu"))
+def validate_check_models(project, params: dict) -> dict:
+    """Reject parameters: the sources a check loads come only from the server's settings."""
+    from biovlm_web.core.jobs import JobError
+
+    if params:
+        raise JobError(
+            f"check_models takes no parameters, got {', '.join(sorted(params))}. Model sources are set by an "
+            "administrator through BIOVLM_MODEL_<ROLE> settings."
+        )
+    return {}
+
+
+register_job_kind(
+    JobKind(
+        name="check_models",
+        title="Check models",
+        function=run_check_models,
+        queue="gpu",
+        validate=validate_check_models,
+    )
+)
 
 from biovlm_web.core import demo  # noqa: E402, F401  registers the demo's follow-up job kind

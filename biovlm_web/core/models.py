@@ -1,3 +1,5 @@
+import hashlib
+import hmac
 import secrets
 import uuid
 
@@ -109,20 +111,37 @@ class Job(models.Model):
 
 
 def new_share_token() -> str:
-    # 32 random bytes: 256 bits, far beyond guessing.
+    # 32 random bytes from the operating system's CSPRNG: 256 bits, far beyond guessing.
     return secrets.token_urlsafe(32)
+
+
+def hash_share_token(token: str) -> str:
+    """Return the hex SHA-256 of a share token, the only form of it that lookups compare.
+
+    Looking rows up by this digest means the database never compares a presented token with a
+    stored one, so response times cannot reveal how much of a guess was right.
+    """
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class ShareLinkQuerySet(models.QuerySet):
     def for_object(self, obj):
         return self.filter(content_type=ContentType.objects.get_for_model(obj), object_id=obj.pk)
 
+    def with_tokens(self, tokens):
+        """Return the links whose token is one of ``tokens``, matched by digest and then in constant time."""
+        digests = {hash_share_token(token): token for token in tokens if token}
+        links = list(self.filter(token_hash__in=digests))
+        return [link for link in links if hmac.compare_digest(link.token, digests[link.token_hash])]
+
 
 class ShareLink(models.Model):
     """A read-only link that opens one result to anyone who has its token."""
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # The token stays readable so members can copy the link again; lookups use token_hash.
     token = models.CharField(max_length=64, unique=True, default=new_share_token, editable=False)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="share_links")
     content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE)
     object_id = models.PositiveBigIntegerField()
@@ -138,6 +157,10 @@ class ShareLink(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["content_type", "object_id"])]
+
+    def save(self, *args, **kwargs):
+        self.token_hash = hash_share_token(self.token)
+        super().save(*args, **kwargs)
 
     @property
     def is_revoked(self) -> bool:

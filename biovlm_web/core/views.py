@@ -13,6 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from biovlm_web.core import share_guard
 from biovlm_web.core.access import can_change, is_member, is_owner, projects_for, remember_share_token, request_can_view
 from biovlm_web.core.jobs import JobError, cancel_job, job_kinds, reap_stale_jobs, retry_job
 from biovlm_web.core.models import Job, Membership, Project, ShareLink
@@ -220,8 +221,16 @@ def share_revoke(request, uuid):
 
 
 def share_open(request, token):
-    link = ShareLink.objects.select_related("content_type").filter(token=token).first()
+    seconds = share_guard.retry_after(request)
+    if seconds is not None:
+        context = {"reason": "rate_limited", "message": share_guard.too_many_failures_message(seconds)}
+        response = render(request, "core/share_invalid.html", context, status=429)
+        response["Retry-After"] = str(seconds)
+        return response
+    links = ShareLink.objects.select_related("content_type").with_tokens([token])
+    link = links[0] if links else None
     if link is None:
+        share_guard.record_failure(request)
         return render(request, "core/share_invalid.html", {"reason": "unknown"}, status=404)
     if link.is_revoked:
         return render(request, "core/share_invalid.html", {"reason": "revoked", "link": link}, status=410)
