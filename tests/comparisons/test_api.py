@@ -88,6 +88,18 @@ def test_upload_names_undecodable_file(api_client, personas, comparison):
     assert response.json()["counts"] == {"a": 3, "b": 3}
 
 
+def test_upload_names_text_file_plainly(api_client, personas, comparison):
+    api_client.force_authenticate(personas["member"])
+    notes = SimpleUploadedFile("notes.txt", b"Plate 3 was imaged on Tuesday.\n")
+    response = upload(api_client, comparison, "a", [notes])
+    assert response.status_code == 201
+    reason = response.json()["skipped"][0]["reason"]
+    assert (
+        reason == "cannot be decoded: the content is not in an image format that Pillow, tifffile or pydicom can read"
+    )
+    assert "BytesIO" not in reason
+
+
 def test_upload_rejects_unknown_group(api_client, personas, comparison):
     api_client.force_authenticate(personas["member"])
     response = upload(api_client, comparison, "c", [SimpleUploadedFile("x.png", b"")])
