@@ -346,6 +346,13 @@ def _looks_like_point_list(path: Path) -> bool:
 
 
 def _mismatch_message(filename: str, detected: FileType, extension: str, claimed: FileType) -> str:
+    if detected in TEXT_TYPES and claimed not in TEXT_TYPES:
+        # Renaming cannot turn text into binary data, so the advice is to pick the real file.
+        return (
+            f"{filename}: the content is text ({detected.label}), but the extension {extension} is for "
+            f"{claimed.label} files. Text cannot be read as {claimed.label} data, so upload the {claimed.label} "
+            "file itself. Renaming this file will not help."
+        )
     if detected.extensions:
         fix = f"Rename the file to end in {detected.extensions[0]}"
     else:

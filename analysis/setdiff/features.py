@@ -25,6 +25,11 @@ class FeatureSpec:
     family: str  # what kind of difference the feature measures
 
     @property
+    def label(self) -> str:
+        """Readable name of the measured property, such as "local binary pattern entropy"."""
+        return FEATURE_LABELS[self.name]
+
+    @property
     def whole_image(self) -> bool:
         """Whether the feature summarises the whole image rather than measuring each object."""
         return self.name in WHOLE_IMAGE_FEATURES
@@ -49,6 +54,34 @@ WHOLE_IMAGE_FEATURES = {
     "foreground_fraction",
 }
 
+FEATURE_LABELS = {
+    "mean_intensity": "mean intensity",
+    "object_intensity": "mean object intensity",
+    "background_intensity": "mean background intensity",
+    "contrast": "intensity standard deviation",
+    "saturation": "mean HSV saturation",
+    "red_fraction": "red share of the RGB sum",
+    "green_fraction": "green share of the RGB sum",
+    "blue_fraction": "blue share of the RGB sum",
+    "glcm_contrast": "GLCM contrast",
+    "glcm_homogeneity": "GLCM homogeneity",
+    "glcm_correlation": "GLCM correlation",
+    "object_texture": "intensity variation inside objects",
+    "lbp_entropy": "local binary pattern entropy",
+    "edge_density": "Canny edge density",
+    "object_count": "object count",
+    "object_area": "median object area",
+    "object_perimeter": "median object perimeter",
+    "foreground_fraction": "fraction of the image covered by objects",
+    "eccentricity": "median ellipse eccentricity",
+    "circularity": "median circularity",
+    "solidity": "median solidity",
+    "nearest_neighbour_distance": "mean nearest-neighbour distance",
+    "clark_evans_ratio": "Clark-Evans ratio",
+}
+
+# Every description is unique, so no two rows of a result read the same: eccentricity's lower
+# direction says "less elongated" because circularity's higher direction says "rounder".
 FEATURES = [
     FeatureSpec("mean_intensity", "brighter images", "darker images", "fraction of full scale", "brightness"),
     FeatureSpec("object_intensity", "brighter objects", "dimmer objects", "fraction of full scale", "brightness"),
@@ -88,7 +121,7 @@ FEATURES = [
         "fraction of pixels",
         "size",
     ),
-    FeatureSpec("eccentricity", "more elongated objects", "rounder objects", "ellipse eccentricity", "shape"),
+    FeatureSpec("eccentricity", "more elongated objects", "less elongated objects", "ellipse eccentricity", "shape"),
     FeatureSpec("circularity", "rounder objects", "less round objects", "4 pi area / perimeter^2", "shape"),
     FeatureSpec("solidity", "more convex objects", "more irregular objects", "area / convex hull area", "shape"),
     FeatureSpec(

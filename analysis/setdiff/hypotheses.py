@@ -12,6 +12,12 @@ EVIDENCE_COUNT = 3
 # NOTE: chosen by looking at which summaries outranked the true difference on the hard
 # synthetic groups, so the synthetic benchmark is not an independent test of this value.
 SUMMARY_MARGIN = 0.05
+# The order of ``rank`` in words, shown above result tables and in exports.
+RANK_ORDER = (
+    f'Sorted by AUROC, highest first. Whole-image summaries (marked "whole image") are sorted as if '
+    f"their AUROC were {SUMMARY_MARGIN} lower, so an object measurement that separates the groups about as "
+    "well comes first. Ties go to the larger effect size."
+)
 
 
 @dataclass
@@ -85,13 +91,13 @@ def score_hypothesis(
 
 
 def rank(hypotheses: list[Hypothesis], summary_margin: float = SUMMARY_MARGIN) -> list[Hypothesis]:
-    """Fill q-values across all hypotheses and sort them, best first.
+    """Fill q-values across all hypotheses and sort them, best first (``RANK_ORDER`` states the order).
 
     Hypotheses whose group means differ only by floating-point rounding go last, whatever
     their AUROC, because a constant that differs between the groups only by rounding
-    separates them perfectly. The others sort by the AUROC rounded to 2 decimals, then
-    |effect size| (infinite when both groups are constant, NaN once stored without it), then
-    the permutation p-value. For sorting only, a whole-image summary (mean intensity, GLCM
+    separates them perfectly. The others sort by AUROC, highest first, then |effect size|
+    (infinite when both groups are constant, NaN once stored without it), then the
+    permutation p-value. For sorting only, a whole-image summary (mean intensity, GLCM
     texture, edge density and the like) has ``summary_margin`` taken off its AUROC. Such
     summaries move with any change to the objects, because more nuclei also mean more edges
     and a brighter mean. So a summary goes first only when it separates the groups clearly
@@ -105,6 +111,6 @@ def rank(hypotheses: list[Hypothesis], summary_margin: float = SUMMARY_MARGIN) -
         negligible = within_rounding(result.mean_a, result.mean_b)
         effect = abs(result.effect_size) if np.isfinite(result.effect_size) else 1e9
         margin = summary_margin if item.source.get("whole_image") else 0.0
-        return (negligible, -round(result.auroc - margin, 2), -effect, result.permutation_p)
+        return (negligible, -(result.auroc - margin), -effect, result.permutation_p)
 
     return sorted(scored, key=key)

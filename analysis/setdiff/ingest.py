@@ -406,6 +406,23 @@ def read_visdiff_csv(path: str | Path) -> dict[str, list[Path]]:
 # --- loading groups ---------------------------------------------------------------------
 
 
+NOT_AN_IMAGE = "the content is not in an image format that Pillow, tifffile or pydicom can read"
+
+
+def decode_failure_reason(error: Exception) -> str:
+    """Return why ``decode_image_bytes`` failed, in words for the person who uploaded the file.
+
+    Pillow's UnidentifiedImageError names an in-memory buffer object (``<_io.BytesIO object at
+    0x...>``), which means nothing to a user, so it is replaced by NOT_AN_IMAGE. Errors of
+    other libraries keep their type name, because their text alone can be terse.
+    """
+    if isinstance(error, UnidentifiedImageError):
+        return NOT_AN_IMAGE
+    if isinstance(error, OSError | ValueError | Image.DecompressionBombError | SyntaxError):
+        return str(error) or type(error).__name__
+    return f"{type(error).__name__}: {error}"
+
+
 def load_group(
     source, group: str, options: IngestOptions, skipped: list[tuple[str, str]], seen: set[str] | None = None
 ) -> list[ImageRecord]:
@@ -416,20 +433,10 @@ def load_group(
             continue
         try:
             decoded = decode_image_bytes(name, data, options)
-        except UnidentifiedImageError:
-            # PIL's own message names an in-memory buffer object, which means nothing to a user.
-            reason = "the content is not in an image format that Pillow, tifffile or pydicom can read"
-            skipped.append((name, f"cannot be decoded: {reason}"))
-            logger.warning("Left out %s: %s", name, reason)
-            continue
-        except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as error:
-            reason = str(error) or type(error).__name__
-            skipped.append((name, f"cannot be decoded: {reason}"))
-            logger.warning("Left out %s: %s", name, reason)
-            continue
         except Exception as error:  # pydicom and tifffile raise their own error types on damaged files
-            skipped.append((name, f"cannot be decoded: {type(error).__name__}: {error}"))
-            logger.warning("Left out %s: %s: %s", name, type(error).__name__, error)
+            reason = decode_failure_reason(error)
+            skipped.append((name, f"cannot be decoded: {reason}"))
+            logger.warning("Left out %s: %s", name, reason)
             continue
         for label, pixels, how in decoded:
             digest = hashlib.sha256(pixels.tobytes() + str(pixels.shape).encode()).hexdigest()

@@ -65,6 +65,7 @@ class FeatureMatch:
         spec = FEATURE_SPECS[self.feature]
         source = {
             "feature": self.feature,
+            "label": spec.label,
             "sign": self.sign,
             "phrase": self.phrase,
             "matcher": self.matcher,

@@ -14,6 +14,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.text import slugify
 
+from analysis.setdiff.hypotheses import RANK_ORDER
 from biovlm_web.comparisons.serializers import direction_text, typed_ranking
 
 CSV_COLUMNS = [
@@ -73,6 +74,7 @@ def result_payload(comparison, include_dismissed: bool) -> dict:
         "skipped": comparison.skipped,
         "images": images,
         "hypotheses": [hypothesis_row(item) for item in hypotheses],
+        "rank_order": RANK_ORDER,
     }
 
 
@@ -150,5 +152,6 @@ def export_html(comparison):
         row["evidence_groups"] = evidence
         rows.append(row)
     counts = {group: sum(1 for image in images.values() if image.group == group) for group in ("a", "b")}
-    html = render_to_string("comparisons/report.html", {"comparison": comparison, "rows": rows, "counts": counts})
+    context = {"comparison": comparison, "rows": rows, "counts": counts, "rank_order": RANK_ORDER}
+    html = render_to_string("comparisons/report.html", context)
     return _attachment(HttpResponse(html, content_type="text/html; charset=utf-8"), comparison, "html")

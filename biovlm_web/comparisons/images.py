@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 from django.core.files.base import ContentFile
 from django.db import transaction
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from analysis.setdiff.ingest import (
     ARCHIVE_SUFFIXES,
     ImageRecord,
     IngestError,
     IngestOptions,
+    decode_failure_reason,
     decode_image_bytes,
     iter_source_files,
 )
@@ -35,7 +36,6 @@ logger = logging.getLogger(__name__)
 THUMBNAIL_SIZE = 160  # pixels on the longer side
 # A limit against runaway uploads.
 MAX_IMAGES_PER_GROUP = 2000
-DECODE_ERRORS = (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError, SyntaxError)
 
 
 class ImageInputError(ValueError):
@@ -109,15 +109,9 @@ def add_images(
             continue
         try:
             decoded = decode_image_bytes(name, data, options)
-        except DECODE_ERRORS as error:
-            skipped.append(
-                {"image": name, "group": group, "reason": f"cannot be decoded: {error or type(error).__name__}"}
-            )
-            continue
         except Exception as error:  # pydicom and tifffile raise their own error types on damaged files
-            skipped.append(
-                {"image": name, "group": group, "reason": f"cannot be decoded: {type(error).__name__}: {error}"}
-            )
+            reason = f"cannot be decoded: {decode_failure_reason(error)}"
+            skipped.append({"image": name, "group": group, "reason": reason})
             continue
         if not decoded:
             skipped.append({"image": name, "group": group, "reason": "contains no image"})

@@ -131,7 +131,8 @@ def run_comparison(job, reporter) -> dict:
         result = run_setdiff(groups, registry, settings, feature_table=table)
     except ValueError as error:
         raise JobError(f"The comparison failed: {error}") from error
-    reporter.report("proposing and ranking", 1.0, f"Ranked {len(result.hypotheses)} hypotheses")
+    kept = result.hypotheses[: options["hypotheses"]]
+    reporter.report("proposing and ranking", 1.0, ranked_message(len(result.hypotheses), len(kept)))
 
     previous_embeddings = stored_entry(comparison)
     embeddings = None
@@ -144,7 +145,6 @@ def run_comparison(job, reporter) -> dict:
     for role, reason in result.unavailable.items():
         reporter.log(f"{role} unavailable: {reason}")
 
-    kept = result.hypotheses[: options["hypotheses"]]
     names = [record.name for record in groups.images]
     rows = table.table(groups.images)
     with transaction.atomic():
@@ -179,6 +179,13 @@ def run_comparison(job, reporter) -> dict:
         "hypotheses": len(kept),
         "unavailable": result.unavailable,
     }
+
+
+def ranked_message(proposed: int, kept: int) -> str:
+    """Return the log line for the ranking, naming how many rows the "Number of hypotheses" option kept."""
+    if kept == proposed:
+        return f"Ranked {proposed} hypotheses and kept all of them"
+    return f"Ranked {proposed} hypotheses and kept the top {kept} (the Number of hypotheses option)"
 
 
 def kind_for(options: dict) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 from django.core.files import File
 
 from analysis.cryoet.classes import CLASS_NAMES
-from analysis.cryoet.pipeline import DEFAULT_CHECKPOINT, DEFAULT_SCORE_THRESHOLD, PICKERS
+from analysis.cryoet.pipeline import DEFAULT_CHECKPOINT, DEFAULT_MIN_PROBABILITY, DEFAULT_SCORE_THRESHOLD, PICKERS
 from biovlm_web.core.jobs import JobError, JobKind, register_job_kind
 
 logger = logging.getLogger(__name__)
@@ -151,6 +151,8 @@ def run_tomogram(job, reporter) -> dict:
     )
     summary = result.summary()
     summary["excluded_by_class_filter"] = int((~keep).sum())
+    # Web runs keep the pipeline's default minimum class probability.
+    summary["min_class_probability"] = DEFAULT_MIN_PROBABILITY
     names, counts = np.unique(picks.class_names.astype(str), return_counts=True)
     summary["counts"] = {str(name): int(count) for name, count in zip(names, counts, strict=True)}
     summary["kept"] = len(picks)

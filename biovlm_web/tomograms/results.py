@@ -11,6 +11,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+from django.utils.text import slugify
 
 from analysis.cryoet.classes import CLASS_BY_NAME, CLASS_NAMES
 from analysis.cryoet.io import ParticleList, read_particles, write_copick, write_csv, write_relion_star
@@ -100,6 +101,16 @@ def to_particle_list(spatial_map: SpatialMap, tomogram_name: str) -> ParticleLis
     return ParticleList(spatial_map.positions, names, spatial_map.scores.astype(float), spatial_map.ids, tomogram_name)
 
 
+# The two STAR exports share a suffix, so their file names name the RELION version.
+EXPORT_NAME_TAGS = {"star4": "-relion4", "star5": "-relion5"}
+
+
+def export_filename(run, export_format: str) -> str:
+    """Return ``<slug of the tomogram name>-<first 8 characters of the run UUID>`` with the format's suffix."""
+    slug = slugify(Path(run.tomogram.name).stem) or "tomogram"
+    return f"{slug}-{str(run.uuid)[:8]}{EXPORT_NAME_TAGS.get(export_format, '')}{EXPORT_FORMATS[export_format][1]}"
+
+
 def export_bytes(run, export_format: str) -> tuple[bytes, str, str]:
     """Write the run's particles in ``export_format``; return the bytes, file name and content type."""
     _, suffix, content_type = EXPORT_FORMATS[export_format]
@@ -108,7 +119,7 @@ def export_bytes(run, export_format: str) -> tuple[bytes, str, str]:
     stem = Path(tomogram.name).stem or "tomogram"
     particles = to_particle_list(spatial_map, stem)
     voxel_size = float(run.summary.get("voxel_size_angstrom") or tomogram.voxel_size)
-    filename = f"{stem}-{str(run.uuid)[:8]}-{export_format}{suffix}"
+    filename = export_filename(run, export_format)
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / f"particles{suffix}"
         if export_format == "star4":

@@ -21,6 +21,7 @@ from biovlm_web.core.access import can_change, is_member, request_can_view
 from biovlm_web.core.jobs import JobError
 from biovlm_web.core.models import Project, ShareLink
 from biovlm_web.core.views import ShareLinkForm
+from biovlm_web.tomograms.display import candidate_counts, format_angstrom, voxel_facts
 from biovlm_web.tomograms.ingest import (
     TomogramInputError,
     attach_references,
@@ -211,7 +212,7 @@ def tomogram_detail(request, uuid):
         "tomogram": tomogram,
         "project": tomogram.project,
         "header": header,
-        "voxel": header.get("voxel_size_angstrom"),
+        "voxel": voxel_facts(header.get("voxel_size_angstrom"), tomogram.voxel_size),
         "voxel_form": VoxelSizeForm(initial={"voxel_size": tomogram.voxel_size}),
         "run_form": RunForm(),
         "runs": tomogram.runs.select_related("job", "created_by"),
@@ -230,7 +231,7 @@ def tomogram_voxel_size(request, uuid):
         messages.error(request, "The voxel size must be a number of angstroms from 0.01 to 1000.")
     else:
         set_voxel_size(tomogram, form.cleaned_data["voxel_size"])
-        messages.success(request, f"Voxel size set to {tomogram.voxel_size:g} Å.")
+        messages.success(request, f"Voxel size set to {format_angstrom(tomogram.voxel_size)} Å.")
     return redirect("tomogram-detail", uuid=tomogram.uuid)
 
 
@@ -319,6 +320,8 @@ def run_detail(request, uuid):
         "read_only": not member,
         "config": config,
         "params_json": json.dumps(run.params, indent=2, sort_keys=True),
+        "candidate_counts": candidate_counts(run.summary),
+        "voxel_size_text": format_angstrom(config["voxel_size"]) if config["voxel_size"] else "",
         "exports": [
             (name, label, reverse("api-tomogram-run-export", args=[run.uuid, name]))
             for name, (label, _, _) in EXPORT_FORMATS.items()

@@ -5,7 +5,9 @@ import {
   countByClass,
   drawOrder,
   filterIndices,
+  fieldLabel,
   formToParams,
+  labelFieldNames,
   parseMrcHeader,
   resultParticleIds,
   sliceCircles,
@@ -108,8 +110,40 @@ describe('formToParams', () => {
   })
 
   it('names the field of an invalid value', () => {
-    expect(() => formToParams(schema, { radius_angstrom: 'far' })).toThrow(/^radius_angstrom:/)
-    expect(() => formToParams(schema, { point: '1 2' })).toThrow(/^point: enter three numbers/)
+    expect(() => formToParams(schema, { radius_angstrom: 'far' })).toThrow(/^Radius \(Å\): "far" is not a number/)
+    expect(() => formToParams(schema, { point: '1 2' })).toThrow(/^Centre point x, y, z \(Å\): enter three numbers/)
+  })
+
+  it('names the field of an invalid value', () => {
+    let caught = null
+    try {
+      formToParams(schema, { point: '1 2' })
+    } catch (error) {
+      caught = error
+    }
+    expect(caught.field).toBe('point')
+  })
+})
+
+describe('labelFieldNames', () => {
+  it('replaces quoted and bare parameter names by their labels', () => {
+    expect(labelFieldNames("Missing parameter 'radius_angstrom' for neighbors.")).toBe(
+      'Missing parameter "Radius (Å)" for neighbors.',
+    )
+    expect(labelFieldNames('neighbors needs exactly one of point or particle_id.', ['point', 'particle_id'])).toBe(
+      'neighbors needs exactly one of Centre point x, y, z (Å) or Particle id.',
+    )
+  })
+
+  it('leaves names outside the given list alone', () => {
+    expect(labelFieldNames('Invalid bins 300; use at most 200.', ['radius_angstrom'])).toBe('Invalid bins 300; use at most 200.')
+  })
+})
+
+describe('fieldLabel', () => {
+  it('labels known fields with units and spaces out unknown ones', () => {
+    expect(fieldLabel('link_distance_angstrom')).toBe('Link distance (Å)')
+    expect(fieldLabel('new_field')).toBe('new field')
   })
 })
 

@@ -277,6 +277,17 @@ def test_mrc_without_map_id_needs_exact_size(tmp_path):
     assert "does not match" in str(error.value)
 
 
+def test_text_named_mrc_not_told_to_rename(tmp_path):
+    path = tmp_path / "scan.mrc"
+    path.write_text("this is not a tomogram\n")
+    with pytest.raises(FileCheckError) as error:
+        identify(path, "scan.mrc")
+    message = str(error.value)
+    assert error.value.code == "type_mismatch"
+    assert "Rename the file to end in .txt" not in message
+    assert "upload the MRC volume file itself" in message
+
+
 def test_mrc_invalid_mode_named_in_error(tmp_path):
     path = write_mrc(tmp_path / "bad.mrc", np.zeros((2, 3, 4), np.float32))
     data = bytearray(path.read_bytes())

@@ -88,6 +88,18 @@ def test_upload_names_undecodable_file(api_client, personas, comparison):
     assert response.json()["counts"] == {"a": 3, "b": 3}
 
 
+def test_upload_names_text_file_plainly(api_client, personas, comparison):
+    api_client.force_authenticate(personas["member"])
+    notes = SimpleUploadedFile("notes.txt", b"Plate 3 was imaged on Tuesday.\n")
+    response = upload(api_client, comparison, "a", [notes])
+    assert response.status_code == 201
+    reason = response.json()["skipped"][0]["reason"]
+    assert (
+        reason == "cannot be decoded: the content is not in an image format that Pillow, tifffile or pydicom can read"
+    )
+    assert "BytesIO" not in reason
+
+
 def test_upload_rejects_unknown_group(api_client, personas, comparison):
     api_client.force_authenticate(personas["member"])
     response = upload(api_client, comparison, "c", [SimpleUploadedFile("x.png", b"")])
@@ -130,6 +142,11 @@ def test_run_ranks_count_first(api_client, personas, comparison):
     filled(api_client, personas, comparison)
     job = run_now(api_client, comparison, hypotheses=5)
     assert job.result["hypotheses"] == 5
+    comparison.refresh_from_db()
+    proposed = comparison.summary["proposed"]
+    assert proposed > 5
+    expected = f"Ranked {proposed} hypotheses and kept the top 5 (the Number of hypotheses option)"
+    assert any(line.endswith(expected) for line in job.log)
     response = api_client.get(reverse("api-hypothesis-list"), {"comparison": str(comparison.uuid)})
     rows = response.json()["results"]
     assert [row["rank"] for row in rows] == [1, 2, 3, 4, 5]
@@ -219,9 +236,11 @@ def test_exports(client, api_client, personas, comparison):
     assert body["names"] == {"a": "Crowded", "b": "Sparse"}
     assert len(body["hypotheses"]) == 2
     assert "name" in body["hypotheses"][0]["evidence"]["a_best"][0]
+    assert body["rank_order"].startswith("Sorted by AUROC, highest first.")
 
     response = client.get(reverse("comparison-export", args=[comparison.uuid, "html"]))
     html = response.content.decode()
+    assert "Sorted by AUROC, highest first." in html
     assert response["Content-Disposition"].startswith("attachment;")
     assert "data:image/jpeg;base64," in html
     assert "<script" not in html

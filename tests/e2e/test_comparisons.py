@@ -81,6 +81,15 @@ def test_comparison_end_to_end(live_asgi, personas, new_context, screenshot, tmp
     expect(evidence.locator(".score-plot")).to_have_attribute("data-drawn", "true", timeout=20_000)
     expect(evidence.locator(".score-plot .main-svg").first).to_be_visible()
     screenshot(page, "comparison-evidence")
+    expect(page.locator(".rank-order")).to_contain_text("Sorted by AUROC, highest first.")
+    # The evidence names the measured property in words, not by its feature key.
+    expect(evidence.locator(".ranked-by")).to_contain_text("Ranked on each image's measured ")
+    expect(evidence.locator(".ranked-by")).not_to_contain_text("_")
+    # Long image names are cut with an ellipsis on one line, and the title contains the whole name.
+    name = evidence.locator(".file-name").first
+    expect(name).to_have_attribute("title", name.inner_text())
+    expect(name).to_have_css("white-space", "nowrap")
+    expect(name).to_have_css("text-overflow", "ellipsis")
 
     page.fill("input[name=hypothesis]", "more cells per image")
     page.get_by_role("button", name="Rank hypothesis").click()

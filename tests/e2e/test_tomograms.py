@@ -125,11 +125,24 @@ def test_tomogram_upload_run_explore_share(live_asgi, worker, personas, new_cont
     run_form(page, "clusters", {"class_name": first_class, "link_distance_angstrom": 2000, "min_size": 1})
     screenshot(page, "tomogram-run-queries")
 
-    # An invalid value gets the server's message and marks the field.
+    # An invalid value gets the server's message, with the field's label, and marks the field.
     form.locator("[name=radius_angstrom]").fill("-3")
     form.get_by_role("button", name=re.compile("^Run ")).click()
-    expect(form.locator(".error")).to_contain_text("radius_angstrom")
-    expect(form.locator("label.invalid")).to_contain_text("radius_angstrom")
+    expect(form.locator(".error")).to_contain_text("Radius (Å)")
+    expect(form.locator(".error")).not_to_contain_text("radius_angstrom")
+    expect(form.locator("label.invalid")).to_contain_text("Radius (Å)")
+    # The failed query clears the previous result, which no longer answers the form.
+    expect(form.locator(".query-result")).to_have_count(0)
+
+    # A point that is not three numbers fails in the page, and also clears the result.
+    form.locator("[name=radius_angstrom]").fill("300")
+    form.get_by_role("button", name=re.compile("^Run ")).click()
+    expect(form.locator(".query-result")).to_have_count(1)
+    form.locator("[name=particle_id]").fill("")
+    form.locator("[name=point]").fill("1 2")
+    form.get_by_role("button", name=re.compile("^Run ")).click()
+    expect(form.locator(".error")).to_contain_text("Centre point x, y, z (Å): enter three numbers")
+    expect(form.locator(".query-result")).to_have_count(0)
 
     page.locator("input[name=question]").fill("what is the composition of the tomogram?")
     page.get_by_role("button", name="Ask").click()

@@ -74,6 +74,49 @@ def test_placeholder_voxel_size_warns(client, personas, tmp_path):
     assert tomogram.voxel_size == 10.0
 
 
+def test_anisotropic_voxel_one_format_and_warning(client, personas, tmp_path):
+    # The sizes of the EMD-3001 map, which differ by 17 % between y and z.
+    mrc_path, _ = write_simulated_mrc(tmp_path, "emd.mrc", voxel_size=(0.44825, 0.39269, 0.459))
+    client.force_login(personas["member"])
+    upload_tomogram(client, personas["project"], mrc_path)
+    tomogram = Tomogram.objects.get(name="emd.mrc")
+    html = client.get(reverse("tomogram-detail", args=[tomogram.uuid])).content.decode()
+    assert '<dd class="header-voxel">0.44825 × 0.39269 × 0.459 Å</dd>' in html
+    assert '<dd class="voxel-used">0.44825 Å</dd>' in html
+    assert 'value="0.44825"' in html
+    assert "0.4483" not in html
+    assert "The voxels are anisotropic" in html
+    assert "assumes cubic voxels" in html
+
+
+def test_cubic_voxel_not_warned(client, tomogram):
+    html = client.get(reverse("tomogram-detail", args=[tomogram.uuid])).content.decode()
+    assert '<dd class="header-voxel">10 × 10 × 10 Å</dd>' in html
+    assert "anisotropic" not in html
+
+
+def test_run_page_accounts_for_candidates(client, run):
+    run.summary.update(picked=104, rejected_as_background=25, merged_duplicates=37, kept=42, min_class_probability=0.2)
+    run.params = {"picker": "dog", "score_threshold": 10.0}
+    run.save()
+    html = client.get(reverse("tomogram-run-detail", args=[run.uuid])).content.decode()
+    assert (
+        "104 candidates from the picker; 25 below the minimum class probability 0.2, called background; "
+        "37 merged into a more probable pick of the same class" in html
+    )
+    assert "; 42 kept." in html
+    assert "The particle scores on this page are APT-ViT class probabilities from 0 to 1." in html
+
+
+def test_export_file_names_are_slugs(api_client, personas, run):
+    client = api_as(api_client, personas["member"])
+    short = str(run.uuid)[:8]
+    expected = {"csv": f"sim-{short}.csv", "star4": f"sim-{short}-relion4.star", "copick": f"sim-{short}.zip"}
+    for export_format, name in expected.items():
+        response = client.get(f"/api/tomogram-runs/{run.uuid}/export/{export_format}/")
+        assert response["Content-Disposition"] == f'attachment; filename="{name}"', export_format
+
+
 def test_run_without_voxel_size_rejected(api_client, personas, client, tmp_path):
     mrc_path, _ = write_simulated_mrc(tmp_path, "placeholder.mrc", voxel_size=1.0)
     client.force_login(personas["owner"])

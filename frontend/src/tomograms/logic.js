@@ -94,10 +94,59 @@ export function resultParticleIds(tool, result) {
   return []
 }
 
+/** Readable labels, with units, of the query tools' parameters, keyed by the API's field names. */
+export const FIELD_LABELS = {
+  radius_angstrom: 'Radius (Å)',
+  point: 'Centre point x, y, z (Å)',
+  particle_id: 'Particle id',
+  class_name: 'Class',
+  limit: 'Maximum listed',
+  shape: 'Region shape',
+  box_min: 'Box corner x, y, z (Å)',
+  box_max: 'Opposite box corner x, y, z (Å)',
+  center: 'Sphere centre x, y, z (Å)',
+  class_a: 'From class',
+  class_b: 'To class',
+  bins: 'Histogram bins',
+  simulations: 'Simulations',
+  significance: 'Significance level',
+  max_sample: 'Particles sampled',
+  seed: 'Random seed',
+  include_distances: 'List every distance',
+  link_distance_angstrom: 'Link distance (Å)',
+  min_size: 'Minimum cluster size',
+}
+
+/** Returns the label of a query parameter, or the name with spaces for one not in FIELD_LABELS. */
+export function fieldLabel(name) {
+  return FIELD_LABELS[name] || name.replaceAll('_', ' ')
+}
+
+/**
+ * Returns an API error message with each of `names` (a tool's parameter names) replaced by its
+ * label, so the page names a field as its form does. The API's JSON keeps the field names.
+ */
+export function labelFieldNames(message, names = Object.keys(FIELD_LABELS)) {
+  let text = message
+  const longestFirst = [...names].filter((name) => name in FIELD_LABELS).sort((left, right) => right.length - left.length)
+  for (const name of longestFirst) {
+    text = text.replaceAll(`'${name}'`, `"${FIELD_LABELS[name]}"`)
+    text = text.replace(new RegExp(`\\b${name}\\b`, 'g'), FIELD_LABELS[name])
+  }
+  return text
+}
+
+function fieldError(name, message) {
+  const error = new Error(`${fieldLabel(name)}: ${message}`)
+  error.field = name
+  return error
+}
+
 /**
  * Converts the text values of a query form into tool parameters by the tool's JSON schema:
  * empty fields are left out, numbers parsed, and points read as three numbers. Throws an
- * Error naming the field when a value is not a number.
+ * Error whose message starts with the field's label, and whose `field` is the field's name,
+ * when a value is not a number.
  */
 export function formToParams(schema, values) {
   const params = {}
@@ -109,12 +158,12 @@ export function formToParams(schema, values) {
     } else if (property.type === 'array') {
       const numbers = String(raw).trim().split(/[\s,]+/).map(Number)
       if (numbers.length !== 3 || numbers.some((value) => !Number.isFinite(value))) {
-        throw new Error(`${name}: enter three numbers x, y, z in angstroms.`)
+        throw fieldError(name, 'enter three numbers x, y, z in angstroms.')
       }
       params[name] = numbers
     } else if (property.type === 'number' || property.type === 'integer') {
       const value = Number(raw)
-      if (!Number.isFinite(value)) throw new Error(`${name}: ${JSON.stringify(raw)} is not a number.`)
+      if (!Number.isFinite(value)) throw fieldError(name, `${JSON.stringify(raw)} is not a number.`)
       params[name] = value
     } else {
       params[name] = String(raw)

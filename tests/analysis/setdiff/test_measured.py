@@ -274,3 +274,45 @@ def test_flat_objects_rank_real_differences():
     # The one grey level between the discs is a real, constant difference and ties the count.
     assert set(features[:2]) == {"object_count", "object_intensity"}
     assert result.hypotheses[0].result.auroc == 1.0
+
+
+def colour_table(shift: float) -> np.ndarray:
+    """Return a feature table of 3 A and 3 B images whose colour fractions differ by ``shift``."""
+    table = np.ones((6, len(FEATURE_NAMES)))
+    for name in ("red_fraction", "green_fraction", "blue_fraction"):
+        values_a = [1 / 3 + shift + 1e-6 * i for i in range(3)]
+        values_b = [1 / 3 + 1e-6 * i for i in range(3)]
+        table[:, FEATURE_NAMES.index(name)] = values_a + values_b
+    table[:, FEATURE_NAMES.index("object_count")] = [20, 21, 22, 10, 11, 12]
+    return table
+
+
+def test_negligible_colour_shift_not_proposed():
+    # Greyscale tiles: every colour fraction is 1/3, shifted by 1e-5 with brightness.
+    proposed = {item.source["feature"] for item in propose_measured(colour_table(1e-5), 3)}
+    assert proposed == {"object_count"}
+
+
+def test_visible_colour_shift_proposed():
+    proposed = {item.source["feature"] for item in propose_measured(colour_table(0.02), 3)}
+    assert "red_fraction" in proposed
+    assert "blue_fraction" in proposed
+
+
+def test_negligible_relative_change_not_proposed():
+    table = np.ones((6, len(FEATURE_NAMES)))
+    column = FEATURE_NAMES.index("glcm_correlation")
+    # A consistent shift of 0.01 % of the value separates the groups perfectly.
+    table[:, column] = [0.93810, 0.93811, 0.93812, 0.93800, 0.93801, 0.93802]
+    assert "glcm_correlation" not in {item.source["feature"] for item in propose_measured(table, 3)}
+    table[:, column] = [0.95, 0.951, 0.952, 0.93, 0.931, 0.932]
+    assert "glcm_correlation" in {item.source["feature"] for item in propose_measured(table, 3)}
+
+
+def test_feature_descriptions_unique():
+    from analysis.setdiff.features import FEATURES
+
+    phrases = [spec.higher for spec in FEATURES] + [spec.lower for spec in FEATURES]
+    assert len(phrases) == len(set(phrases))
+    labels = [spec.label for spec in FEATURES]
+    assert len(labels) == len(set(labels))

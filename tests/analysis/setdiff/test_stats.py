@@ -169,3 +169,15 @@ def test_rank_reads_missing_effect_as_infinite():
         item.result.effect_size = float("nan")
     ordered = [item.description for item in rank([rounding, varying, constant])]
     assert ordered == ["more objects", "more edges", "smoother objects"]
+
+
+def test_rank_sorts_by_exact_auroc():
+    from analysis.setdiff.hypotheses import rank
+
+    # AUROCs 0.984 and 0.983 once rounded alike, so the larger effect size went first.
+    higher = scored("brighter images", [0.0, 1.0], [0.0, 1.0])
+    lower = scored("more varied fine texture", [0.0, 1.0], [0.0, 1.0])
+    higher.result.auroc, higher.result.effect_size = 0.984, 2.0
+    lower.result.auroc, lower.result.effect_size = 0.983, 3.0
+    ordered = [item.description for item in rank([lower, higher])]
+    assert ordered == ["brighter images", "more varied fine texture"]
