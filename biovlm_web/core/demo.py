@@ -251,6 +251,7 @@ register_job_kind(
         title="Demo: analyse the video after the fit",
         function=run_follow_up,
         validate=_validate_follow_up,
+        result_template="core/job_demo_video_result.html",
     )
 )
 

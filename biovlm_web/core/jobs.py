@@ -44,6 +44,8 @@ class JobKind:
     queue: str = "default"
     validate: Callable[[object, dict], dict] | None = None  # (project, params) -> cleaned params
     model_versions: Callable[[dict], dict] = field(default=lambda params: {})
+    # Template that renders a succeeded job's result on the job page, with ``job`` in its context.
+    result_template: str = "core/job_result.html"
 
 
 _KINDS: dict[str, JobKind] = {}

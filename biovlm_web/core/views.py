@@ -131,6 +131,7 @@ def job_detail(request, uuid):
         "member": member,
         "read_only": not member,
         "kind_title": kind.title if kind else job.kind,
+        "result_template": kind.result_template if kind else "core/job_result.html",
         "params_json": json.dumps(job.params, indent=2, sort_keys=True),
     }
     if member:

@@ -478,6 +478,46 @@ def test_jobs_read_through_storage(api_client, client, personas, tmp_path):
         assert client.get(reverse("anomaly-run-masks", args=[run.uuid])).status_code == 404
 
 
+def finish_job(job: Job, result: dict) -> Job:
+    job.status, job.result = Job.Status.SUCCEEDED, result
+    job.save(update_fields=["status", "result"])
+    return job
+
+
+def assert_result_links(client, job: Job, url: str, summary: str) -> None:
+    page = client.get(reverse("job-detail", args=[job.uuid])).content.decode()
+    result = page.split("<h2>Result</h2>", 1)[1].split("</section>", 1)[0]
+    assert f'href="{url}"' in result
+    assert summary in result
+    assert "{&#x27;" not in result  # a dict repr, as the generic result view prints it
+    assert "tomogram" not in result
+
+
+def test_job_pages_link_results(api_client, client, personas, videos):
+    from biovlm_web.core.demo import run_follow_up
+    from biovlm_web.core.jobs import submit_job
+
+    scene = create_scene(api_client, personas, videos).json()
+    fit = Job.objects.get(uuid=api_client.post(f"/api/scenes/{scene['uuid']}/fit/").json()["job"])
+    finish_job(fit, run_fit(fit, RecordingReporter()))
+    runs = api_client.post(f"/api/scenes/{scene['uuid']}/runs/", {"videos": [str(videos["anomalous"].uuid)]})
+    run = VideoRun.objects.get(uuid=runs.json()[0]["uuid"])
+    finish_job(run.job, run_video(run.job, RecordingReporter()))
+    params = {"scene": scene["uuid"], "video": str(videos["anomalous"].uuid)}
+    follow_up = submit_job(personas["project"], "demo_anomaly_video", params, user=personas["owner"])
+    finish_job(follow_up, run_follow_up(follow_up, RecordingReporter()))
+    second_run = VideoRun.objects.exclude(pk=run.pk).get()
+
+    client.force_login(personas["member"])
+    scene_url = reverse("anomaly-scene-detail", args=[scene["uuid"]])
+    assert_result_links(client, fit, scene_url, "fitted on 100 frames from 1 normal video (normal.mp4)")
+    segments = run.segments.count()
+    flagged = f"{segments} segment{'' if segments == 1 else 's'} flagged"
+    assert_result_links(client, run.job, reverse("anomaly-run-detail", args=[run.uuid]), flagged)
+    review_url = reverse("anomaly-run-detail", args=[second_run.uuid])
+    assert_result_links(client, follow_up, review_url, reverse("job-detail", args=[second_run.job.uuid]))
+
+
 VLM_ANSWER = {
     "anomaly": True,
     "category": "wrong_placement",
