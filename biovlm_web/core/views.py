@@ -41,7 +41,7 @@ def home(request):
 
     projects = projects_for(request.user).select_related("owner")
     recent_jobs = Job.objects.filter(project__in=projects).select_related("project")[:20]
-    model_rows, model_check = landing.model_rows()
+    model_rows, model_check, pending_check = landing.model_rows()
     context = {
         "projects": projects,
         "recent_jobs": recent_jobs,
@@ -50,6 +50,7 @@ def home(request):
         "queues": landing.queue_status(),
         "model_rows": model_rows,
         "model_check": model_check,
+        "pending_check": pending_check,
     }
     return render(request, "core/home.html", context)
 

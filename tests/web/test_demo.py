@@ -88,6 +88,35 @@ def test_follow_up_job_rejects_bad_params(personas, params, message):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("check_models", [True, False])
+def test_follow_up_submits_model_check_last(personas, check_models):
+    from analysis.progress import RecordingReporter
+    from biovlm_web.anomalies.models import Scene
+    from biovlm_web.core.demo import run_follow_up
+    from biovlm_web.core.jobs import submit_job
+    from biovlm_web.uploads.models import DataFile, Dataset
+
+    project, owner = personas["project"], personas["owner"]
+    scene = Scene.objects.create(project=project, name="bench", model={"fitted": True})
+    dataset = Dataset.objects.create(project=project, name="Videos")
+    video = DataFile.objects.create(dataset=dataset, original_name="clip.mp4", kind=DataFile.Kind.VIDEO, size=1)
+    params = {"scene": str(scene.uuid), "video": str(video.uuid), "check_models": check_models}
+    follow_up = submit_job(project, "demo_anomaly_video", params, user=owner)
+    assert not Job.objects.filter(kind="check_models").exists()
+
+    run_follow_up(follow_up, RecordingReporter())
+    analysis = Job.objects.get(kind="anomaly_video_run")
+    checks = list(Job.objects.filter(kind="check_models"))
+    if not check_models:
+        assert checks == []
+        return
+    assert len(checks) == 1
+    # On the default queue, behind the video analysis, which a worker takes first.
+    assert checks[0].queue == "default"
+    assert checks[0].pk > analysis.pk
+
+
+@pytest.mark.django_db
 def test_demo_setup_without_pypi(settings, tmp_path, monkeypatch):
     # Nothing listens on port 9 of this machine, so pip fails as it would with no network.
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
