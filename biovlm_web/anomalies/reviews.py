@@ -141,8 +141,9 @@ def reviewed_segment_reasoning(facts: dict, start_s: float, end_s: float, thresh
     ]
     if facts["track_ids"]:
         lines.append("Tracks seen: " + ", ".join(f"#{track_id}" for track_id in facts["track_ids"]) + ".")
-    for hit in facts["rules"]:
-        lines.append(f"Rule {hit['rule']}: {hit.get('message', '')}".rstrip(": ") + ".")
+    rule_lines = [f"Rule {hit['rule']}: {hit.get('message', '')}".rstrip(": ") + "." for hit in facts["rules"]]
+    # A rule fires again each time a track re-enters its condition; list each distinct message once.
+    lines.extend(dict.fromkeys(rule_lines))
     return "\n".join(lines)
 
 

@@ -121,7 +121,7 @@ def test_anomaly_review_end_to_end(live_asgi, personas, new_context, screenshot,
     expect(page.locator(".segment-rules")).to_contain_text("Runs shorter than 0.5 s are")
     expect(page.locator(".segment-rules")).to_contain_text("separated by at most 1 s below the threshold are merged")
     # Check names and rule names show as labels, not as the ids the analysis stores.
-    for line in segment.locator(".facts, .rules").all_inner_texts():
+    for line in segment.locator(".scene-checks, .rule-hits").all_inner_texts():
         assert "_" not in line, line
     segment.get_by_role("button", name="Confirm").click()
     expect(segment.locator(".verdict-state")).to_contain_text("confirm as")
@@ -144,6 +144,10 @@ def test_anomaly_review_end_to_end(live_asgi, personas, new_context, screenshot,
     expect(added.locator(".verdict-state")).to_contain_text("confirm as spill or leak")
     expect(added.locator(".verdict-state")).to_contain_text("by owner")
     expect(page.locator(".review-segment")).to_have_count(2)
+    # The whole-video span holds many hits of one rule; the page lists the rule and each message once.
+    assert added.locator(".rule-hits").inner_text().count("entry into a restricted zone") == 1
+    reasoning = added.locator(".reasoning").inner_text().splitlines()
+    assert len(reasoning) == len(set(reasoning))
     expect(page.locator(".bands .band-stored")).to_have_count(1)
     screenshot(page, "anomaly-review")
 
