@@ -142,9 +142,7 @@ class VerdictCreateSerializer(serializers.Serializer):
         if decision == "adjust" and ("start_s" not in data or "end_s" not in data):
             raise serializers.ValidationError({"start_s": ["adjust needs both start_s and end_s."]})
         if "start_s" in data and "end_s" in data and data["end_s"] <= data["start_s"]:
-            raise serializers.ValidationError(
-                {"end_s": [span_order_message(data["start_s"], data["end_s"])]}
-            )
+            raise serializers.ValidationError({"end_s": [span_order_message(data["start_s"], data["end_s"])]})
         return data
 
 
@@ -159,9 +157,7 @@ class ReviewedSegmentCreateSerializer(serializers.Serializer):
 
     def validate(self, data):
         if data["end_s"] <= data["start_s"]:
-            raise serializers.ValidationError(
-                {"end_s": [span_order_message(data["start_s"], data["end_s"])]}
-            )
+            raise serializers.ValidationError({"end_s": [span_order_message(data["start_s"], data["end_s"])]})
         return data
 
 

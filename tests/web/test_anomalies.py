@@ -342,7 +342,12 @@ def test_metrics_count_reviewed_segments_as_truth(api_client, client, personas, 
     exported = owner.get(f"/api/video-runs/{run.uuid}/export/").json()
     assert exported["videos"][0]["segments"] == [
         {"start_s": 2.0, "end_s": 3.0, "category": "spill", "category_label": "spill or leak"},
-        {"start_s": 6.0, "end_s": 10.0, "category": "restricted_zone", "category_label": "entry into a restricted zone"},
+        {
+            "start_s": 6.0,
+            "end_s": 10.0,
+            "category": "restricted_zone",
+            "category_label": "entry into a restricted zone",
+        },
     ]
 
 
