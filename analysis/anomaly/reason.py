@@ -37,6 +37,41 @@ COMPONENT_WORDS = {
     "foreground_fraction": "more of the frame changed than normal",
     "jump_speed": "something jumped further between frames than normal",
 }
+# Short names of the scene-model checks and of the rules, for lists on the review page.
+COMPONENT_LABELS = {
+    "unusual_place": "foreground in an unusual place",
+    "unusual_track_place": "object on an unusual path",
+    "unusual_rest_place": "object resting in an unusual place",
+    "speed": "speed",
+    "acceleration": "acceleration",
+    "area": "object size",
+    "area_growth": "object size change",
+    "static_s": "rest time",
+    "track_count": "object count",
+    "foreground_fraction": "changed share of the frame",
+    "jump_speed": "jump between frames",
+}
+RULE_LABELS = {
+    "restricted_zone": "entry into a restricted zone",
+    "max_speed": "speed above the scene's limit",
+    "unattended": "object left unattended",
+    "new_static_region": "new object resting",
+    "equipment_idle": "equipment idle",
+    "protocol_step": "protocol step out of order",
+}
+# The quantity each checked value measures and its format. The density checks compare against a
+# floor, below which a place is unusual. Every other check compares against the upper end of the
+# normal range.
+COMPONENT_MEASURES = {
+    "speed": ("its speed", "{:.3g} frame widths/s"),
+    "acceleration": ("its change of speed", "{:.3g} frame widths/s²"),
+    "area": ("its mask area", "{:.2%} of the frame"),
+    "area_growth": ("its change of log area", "{:.3g}/s"),
+    "static_s": ("its rest time", "{:.3g} s"),
+    "track_count": ("the number of tracked objects", "{:.0f}"),
+    "foreground_fraction": ("the changed share of the frame", "{:.2%}"),
+    "jump_speed": ("the longest jump between frames", "{:.3g} frame widths/s"),
+}
 
 
 class AnswerError(ValueError):
@@ -106,6 +141,29 @@ def guess_category(segment, tracks: list[TrackSummary], normal_speed: float) -> 
     return "other"
 
 
+def describe_component(item: dict) -> str:
+    """Write one scene-model check as a sentence: what its value measures and how it compares."""
+    name, value, normal = item["name"], item["value"], item["normal"]
+    words = COMPONENT_WORDS.get(name, name)
+    track = f" (track {item['track_id']})" if item.get("track_id") is not None else ""
+    if name in ("unusual_track_place", "unusual_rest_place"):
+        kind = "moving" if name == "unusual_track_place" else "resting"
+        return (
+            f"Scene model: {words}{track}. The normal videos' density of {kind} objects at this place is "
+            f"{value:.2f} of their busiest place, below the floor of {normal:.2f}."
+        )
+    if name == "unusual_place":
+        return (
+            f"Scene model: {words}. {value:.0f} grid cell(s) changed where the normal videos had changes "
+            f"in fewer than {normal:.3g} frame(s)."
+        )
+    measure, form = COMPONENT_MEASURES.get(name, ("the value", "{:.3g}"))
+    return (
+        f"Scene model: {words}{track}. {measure[0].upper()}{measure[1:]} is {form.format(value)}, above the "
+        f"upper end of the normal range, {form.format(normal)}."
+    )
+
+
 def describe_facts(segment, tracks: list[TrackSummary]) -> str:
     """Write the facts and rules behind ``segment`` as plain lines for a person or a model."""
     lines = [
@@ -114,11 +172,7 @@ def describe_facts(segment, tracks: list[TrackSummary]) -> str:
     for hit in segment.rules:
         lines.append(f"Rule {hit['rule']}: {hit['message']}.")
     for item in segment.components[:5]:
-        words = COMPONENT_WORDS.get(item["name"], item["name"])
-        track = f" (track {item['track_id']})" if item["track_id"] is not None else ""
-        lines.append(
-            f"Scene model: {words}{track}, value {item['value']:.3g} against a normal limit of {item['normal']:.3g}."
-        )
+        lines.append(describe_component(item))
     for track in tracks:
         zones = ", ".join(track.zones) or "no zone"
         lines.append(

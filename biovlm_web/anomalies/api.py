@@ -31,6 +31,7 @@ from biovlm_web.anomalies.serializers import (
     VerdictSerializer,
     VideoRunDetailSerializer,
     VideoRunSerializer,
+    span_order_message,
 )
 from biovlm_web.comparisons.api import uuid_query_param
 from biovlm_web.core.access import projects_for
@@ -78,9 +79,9 @@ def export_response(runs, export_format: str, filename: str):
 def check_span(run, start_s: float, end_s: float) -> None:
     """Raise ValidationError on end_s unless start_s < end_s and end_s is within the run's video."""
     if end_s <= start_s:
-        raise ValidationError({"end_s": [f"end_s ({end_s}) must be after start_s ({start_s})."]})
+        raise ValidationError({"end_s": [span_order_message(start_s, end_s)]})
     if run.duration_s is not None and end_s > run.duration_s + 1e-6:
-        raise ValidationError({"end_s": [f"end_s ({end_s}) is past the end of the video ({run.duration_s:.3f} s)."]})
+        raise ValidationError({"end_s": [f"End ({end_s:g} s) is past the end of the video ({run.duration_s:.3f} s)."]})
 
 
 def submit(project, kind: str, params: dict, user, field: str):

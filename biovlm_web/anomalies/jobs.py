@@ -104,7 +104,9 @@ def run_fit(job, reporter) -> dict:
     scene.save(update_fields=["model"])
     return {
         "scene": str(scene.uuid),
+        "scene_name": scene.name,
         "scene_url": reverse("anomaly-scene-detail", args=[scene.uuid]),
+        "videos": model.videos,
         "frames": model.frame_count,
         "threshold": model.threshold,
     }
@@ -216,9 +218,26 @@ def run_video(job, reporter) -> dict:
     return {
         "run": str(run.uuid),
         "run_url": reverse("anomaly-run-detail", args=[run.uuid]),
+        "video": run.video.original_name,
         "segments": len(result.segments),
     }
 
 
-register_job_kind(JobKind(name=FIT_KIND, title="Fit anomaly scene", function=run_fit, validate=_validate_fit))
-register_job_kind(JobKind(name=RUN_KIND, title="Anomaly video analysis", function=run_video, validate=_validate_run))
+register_job_kind(
+    JobKind(
+        name=FIT_KIND,
+        title="Fit anomaly scene",
+        function=run_fit,
+        validate=_validate_fit,
+        result_template="anomalies/job_fit_result.html",
+    )
+)
+register_job_kind(
+    JobKind(
+        name=RUN_KIND,
+        title="Anomaly video analysis",
+        function=run_video,
+        validate=_validate_run,
+        result_template="anomalies/job_run_result.html",
+    )
+)

@@ -59,7 +59,13 @@ def flagged_annotation(run) -> VideoAnnotation:
 
 
 def export_json(runs) -> dict:
-    """Return the reviewed annotations of ``runs`` in the layout analysis.anomaly.metrics reads."""
+    """Return the reviewed annotations of ``runs`` in the layout analysis.anomaly.metrics reads.
+
+    Each segment carries its category id, which the metrics read, and the category's label as
+    the review page shows it.
+    """
+    from analysis.anomaly.categories import CATEGORIES
+
     videos = []
     for run in runs:
         annotation = reviewed_annotation(run)
@@ -68,7 +74,12 @@ def export_json(runs) -> dict:
                 "video": annotation.video,
                 "duration_s": annotation.duration_s,
                 "segments": [
-                    {"start_s": round(start, 3), "end_s": round(end, 3), "category": category}
+                    {
+                        "start_s": round(start, 3),
+                        "end_s": round(end, 3),
+                        "category": category,
+                        "category_label": CATEGORIES.get(category, category),
+                    }
                     for (start, end), category in zip(annotation.segments, annotation.categories, strict=True)
                 ],
             }
@@ -130,8 +141,9 @@ def reviewed_segment_reasoning(facts: dict, start_s: float, end_s: float, thresh
     ]
     if facts["track_ids"]:
         lines.append("Tracks seen: " + ", ".join(f"#{track_id}" for track_id in facts["track_ids"]) + ".")
-    for hit in facts["rules"]:
-        lines.append(f"Rule {hit['rule']}: {hit.get('message', '')}".rstrip(": ") + ".")
+    rule_lines = [f"Rule {hit['rule']}: {hit.get('message', '')}".rstrip(": ") + "." for hit in facts["rules"]]
+    # A rule fires again each time a track re-enters its condition; list each distinct message once.
+    lines.extend(dict.fromkeys(rule_lines))
     return "\n".join(lines)
 
 

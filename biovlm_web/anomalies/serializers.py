@@ -121,6 +121,11 @@ class SegmentSerializer(serializers.ModelSerializer):
         return VerdictSerializer(verdict).data if verdict else None
 
 
+def span_order_message(start_s: float, end_s: float) -> str:
+    """Return the error for a span whose end is not after its start, in the review form's labels."""
+    return f"End ({end_s:g} s) must be after Start ({start_s:g} s)."
+
+
 class VerdictCreateSerializer(serializers.Serializer):
     decision = serializers.ChoiceField(choices=Verdict.Decision.choices)
     category = serializers.ChoiceField(
@@ -137,9 +142,7 @@ class VerdictCreateSerializer(serializers.Serializer):
         if decision == "adjust" and ("start_s" not in data or "end_s" not in data):
             raise serializers.ValidationError({"start_s": ["adjust needs both start_s and end_s."]})
         if "start_s" in data and "end_s" in data and data["end_s"] <= data["start_s"]:
-            raise serializers.ValidationError(
-                {"end_s": [f"end_s ({data['end_s']}) must be after start_s ({data['start_s']})."]}
-            )
+            raise serializers.ValidationError({"end_s": [span_order_message(data["start_s"], data["end_s"])]})
         return data
 
 
@@ -154,9 +157,7 @@ class ReviewedSegmentCreateSerializer(serializers.Serializer):
 
     def validate(self, data):
         if data["end_s"] <= data["start_s"]:
-            raise serializers.ValidationError(
-                {"end_s": [f"end_s ({data['end_s']}) must be after start_s ({data['start_s']})."]}
-            )
+            raise serializers.ValidationError({"end_s": [span_order_message(data["start_s"], data["end_s"])]})
         return data
 
 

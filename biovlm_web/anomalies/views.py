@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 from rest_framework.exceptions import ValidationError
 
 from analysis.anomaly.categories import CATEGORIES
+from analysis.anomaly.reason import COMPONENT_LABELS, RULE_LABELS
 from analysis.anomaly.rules import ZONE_KINDS
 from analysis.anomaly.video import VideoError
 from biovlm_web.anomalies.api import project_videos, submit
@@ -97,7 +98,8 @@ def scene_detail(request, uuid):
         "project": scene.project,
         "runs": [{"run": run, "review": run_review(run)} for run in runs],
         "metrics": metrics,
-        "segment_recall": metrics.get("segments", {}).get("recall@0.5"),
+        # (IoU threshold, recall) pairs; the keys are those analysis.anomaly.metrics.segment_metrics returns.
+        "segment_recalls": [(iou, metrics.get("segments", {}).get(f"recall@{iou}")) for iou in (0.3, 0.5)],
         "editor": editor,
         "video_files": [dict(item, normal=item["uuid"] in normal) for item in project_video_files(scene.project)],
         "job": scene.fit_job,
@@ -196,6 +198,8 @@ def run_detail(request, uuid):
         "tracks": [frame["tracks"] for frame in run.frames],
         "segments": SegmentSerializer(segments, many=True).data,
         "categories": CATEGORIES,
+        "fact_labels": COMPONENT_LABELS,
+        "rule_labels": RULE_LABELS,
         "verdicts_url": "/api/segments/{uuid}/verdicts/",
     }
     context = {

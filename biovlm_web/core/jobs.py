@@ -51,6 +51,8 @@ class JobKind:
     queue: str = "default"
     validate: Callable[[object, dict], dict] | None = None  # (project, params) -> cleaned params
     model_versions: Callable[[dict], dict] = field(default=lambda params: {})
+    # Template that renders a succeeded job's result on the job page, with ``job`` in its context.
+    result_template: str = "core/job_result.html"
 
 
 _KINDS: dict[str, JobKind] = {}
@@ -114,9 +116,18 @@ def _enqueue(job_id: int) -> None:
         _finish(job.uuid, Status.QUEUED, Status.FAILED, error=f"The job queue is unavailable ({error}); retry later.")
 
 
-def submit_job(project, kind: str, params: dict | None = None, user=None, retry_of: Job | None = None) -> Job:
-    """Create a job row and enqueue it once the current transaction commits."""
+def submit_job(
+    project, kind: str, params: dict | None = None, user=None, retry_of: Job | None = None, queue: str | None = None
+) -> Job:
+    """Create a job row and enqueue it once the current transaction commits.
+
+    ``queue`` replaces the kind's queue for this job, for example to run it after the jobs
+    already waiting on another queue.
+    """
     spec = get_job_kind(kind)
+    queue = queue or spec.queue
+    if queue not in settings.RQ_QUEUES:
+        raise ValueError(f"Job kind {kind!r} cannot be sent to the unknown queue {queue!r}.")
     params = dict(params or {})
     if spec.validate is not None:
         params = spec.validate(project, params)
@@ -124,7 +135,7 @@ def submit_job(project, kind: str, params: dict | None = None, user=None, retry_
     job = Job.objects.create(
         project=project,
         kind=spec.name,
-        queue=spec.queue,
+        queue=queue,
         params=params,
         created_by=user if user is not None and user.is_authenticated else None,
         code_version=code_version(),

@@ -101,9 +101,10 @@ def queue_status() -> dict:
     return {"queues": queues, "workers": workers, "error": ""}
 
 
-def model_rows() -> tuple[list[dict], Job | None]:
-    """Return one row per model role, with the state the newest model check found, and that check."""
+def model_rows() -> tuple[list[dict], Job | None, Job | None]:
+    """Return one row per model role with the state the newest finished model check found,
+    that check, and the model check still queued or running, if any."""
     from biovlm_web.core.models_status import latest_check, role_rows
 
-    check, _ = latest_check()
-    return role_rows(settings, check), check
+    check, pending = latest_check()
+    return role_rows(settings, check), check, pending

@@ -46,7 +46,7 @@ def _home_context(request, form) -> dict:
 
     projects = projects_for(request.user).select_related("owner")
     recent_jobs = Job.objects.filter(project__in=projects).select_related("project")[:20]
-    model_rows, model_check = landing.model_rows()
+    model_rows, model_check, pending_check = landing.model_rows()
     return {
         "projects": projects,
         "recent_jobs": recent_jobs,
@@ -55,6 +55,7 @@ def _home_context(request, form) -> dict:
         "queues": landing.queue_status(),
         "model_rows": model_rows,
         "model_check": model_check,
+        "pending_check": pending_check,
     }
 
 
@@ -136,6 +137,7 @@ def job_detail(request, uuid):
         "member": member,
         "read_only": not member,
         "kind_title": kind.title if kind else job.kind,
+        "result_template": kind.result_template if kind else "core/job_result.html",
         "params_json": json.dumps(job.params, indent=2, sort_keys=True),
     }
     if member:

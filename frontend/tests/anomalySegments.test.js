@@ -26,6 +26,17 @@ describe('findSegments', () => {
     expect(segments.map((segment) => [segment.first, segment.last])).toEqual([[0, 5], [24, 29]])
   })
 
+  it('splits where the score stays below the threshold longer than the merge gap', () => {
+    // 1.2 s to 1.5 s and 2.8 s to 3.0 s are above; the 1.3 s between are at 0.
+    const longTimes = Array.from({ length: 40 }, (_, index) => index / 10)
+    const scores = longTimes.map((_, index) => ([12, 13, 14, 28, 29].includes(index) ? 0.6 : 0))
+    const segments = findSegments(longTimes, scores, 0.3, 0.1, 1.0, 0.15)
+    expect(segments.map((segment) => [segment.first, segment.last])).toEqual([[12, 14], [28, 29]])
+    // A drop of 0.9 s (frames 15 to 23) merges.
+    const short = longTimes.map((_, index) => ([12, 13, 14, 24, 25].includes(index) ? 0.6 : 0))
+    expect(findSegments(longTimes, short, 0.3, 0.1, 1.0, 0.15).map((segment) => [segment.first, segment.last])).toEqual([[12, 25]])
+  })
+
   it('drops runs shorter than the minimum length', () => {
     expect(findSegments(times, scoresAbove([12, 13]), 0.5, 0.1)).toEqual([])
   })

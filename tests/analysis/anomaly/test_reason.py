@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from analysis.anomaly.pipeline import analyse
-from analysis.anomaly.reason import MEASURED, AnswerError, explain_segments, parse_answer
+from analysis.anomaly.reason import MEASURED, AnswerError, describe_component, explain_segments, parse_answer
 from analysis.backends import ModelRegistry
 from tests.analysis.backends.network_guard import block_network
 
@@ -48,6 +48,35 @@ def test_parse_answer_accepts_valid_json_in_text():
 def test_parse_answer_rejects_invalid_fields(change, message):
     with pytest.raises(AnswerError, match=message):
         parse_answer(json.dumps({**VALID, **change}))
+
+
+@pytest.mark.parametrize(
+    ("component", "expected"),
+    [
+        (
+            {"name": "unusual_track_place", "value": 0.0, "normal": 0.03, "track_id": 6},
+            "Scene model: an object moving where objects do not normally pass (track 6). The normal videos' "
+            "density of moving objects at this place is 0.00 of their busiest place, below the floor of 0.03.",
+        ),
+        (
+            {"name": "acceleration", "value": 8.8, "normal": 3.57, "track_id": 6},
+            "Scene model: an acceleration above the normal range (track 6). Its change of speed is 8.8 frame "
+            "widths/s², above the upper end of the normal range, 3.57 frame widths/s².",
+        ),
+        (
+            {"name": "unusual_place", "value": 3.0, "normal": 0.5, "track_id": None},
+            "Scene model: foreground where the normal videos had none. 3 grid cell(s) changed where the normal "
+            "videos had changes in fewer than 0.5 frame(s).",
+        ),
+        (
+            {"name": "foreground_fraction", "value": 0.12, "normal": 0.05, "track_id": None},
+            "Scene model: more of the frame changed than normal. The changed share of the frame is 12.00%, above "
+            "the upper end of the normal range, 5.00%.",
+        ),
+    ],
+)
+def test_describe_component_says_comparison(component, expected):
+    assert describe_component(component) == expected
 
 
 def test_parse_answer_rejects_missing_keys_and_text():
