@@ -39,6 +39,7 @@ register_job_kind(
         function=run_check_models,
         queue="gpu",
         validate=validate_check_models,
+        result_template="core/job_check_models_result.html",
     )
 )
 

@@ -65,7 +65,12 @@ def test_check_job_records_what_loads(client, personas, small_models, redis_conn
 
     page = client.get("/models/").content.decode()
     assert "available" in page
-    assert client.get(f"/jobs/{job_uuid}/").status_code == 200
+    job_page = client.get(f"/jobs/{job_uuid}/")
+    assert job_page.status_code == 200
+    job_html = job_page.content.decode()
+    assert "{&#x27;" not in job_html and "{'" not in job_html, "the job page prints the result as a dict"
+    assert 'href="/models/"' in job_html
+    assert "/nonexistent/blip" in job_html
 
 
 def test_platform_job_hidden_from_anonymous(client, personas, small_models, redis_conn):
