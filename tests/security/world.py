@@ -111,6 +111,7 @@ def _anomaly_objects(owner, project, directory: Path):
     run, segment = run_with_segment()
     # Bytes that stand in for the WebM preview; the preview view serves whatever is stored.
     run.preview.save("preview.webm", ContentFile(b"\x1a\x45\xdf\xa3 preview"), save=True)
+    run.masks.save("masks.json", ContentFile(b'{"format": "polygons", "frames": []}'), save=True)
     scratch_run, _ = run_with_segment()
     verdict = _created(
         _api(owner).post(f"/api/segments/{segment.uuid}/verdicts/", {"decision": "confirm"}, format="json")
