@@ -68,8 +68,9 @@ def _option_rows(rows_by_role: dict, roles_for: dict, titles: dict | None = None
     """Describe each proposer or ranker with the model roles it needs and why any is unavailable."""
     options = []
     for name, roles in roles_for.items():
+        # One sentence per role, so the reasons (which end in a full stop) read as a paragraph.
         problems = [
-            f"{role}: {rows_by_role[role]['reason']}"
+            f"{role}: {rows_by_role[role]['reason'].rstrip('.')}."
             for role in roles
             if rows_by_role.get(role, {}).get("state") not in ("available", "unchecked")
         ]
@@ -80,7 +81,7 @@ def _option_rows(rows_by_role: dict, roles_for: dict, titles: dict | None = None
                 "title": (titles or {}).get(name, name),
                 "roles": roles,
                 "available": not problems,
-                "reason": "; ".join(problems),
+                "reason": " ".join(problems),
                 "unchecked": unchecked,
             }
         )

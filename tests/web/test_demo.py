@@ -31,6 +31,7 @@ def test_demo_setup_submits_once(settings, tmp_path):
     assert sorted(Job.objects.values_list("kind", flat=True)) == kinds
     assert "Submitted the tomogram run" in first.getvalue()
     assert "Submitted" not in second.getvalue()
+    assert second.getvalue().count("exists already") == 3, second.getvalue()
     project = Project.objects.get(name="Demo lab")
     names = set(project.datasets.get(name="Demo data").files.values_list("original_name", flat=True))
     assert {"demo_tomogram.mrc", "carphone_with_intruder.mp4", "EMD-3197.map", "stardist-nuclei.tif"} <= names
