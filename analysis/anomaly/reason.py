@@ -164,13 +164,19 @@ def describe_component(item: dict) -> str:
     )
 
 
+def describe_rule_hit(rule: str, message: str = "") -> str:
+    """Write one rule hit as a sentence with the rule's readable label."""
+    label = RULE_LABELS.get(rule, rule.replace("_", " "))
+    return f"Rule broken ({label}): {message}." if message else f"Rule broken ({label})."
+
+
 def describe_facts(segment, tracks: list[TrackSummary]) -> str:
     """Write the facts and rules behind ``segment`` as plain lines for a person or a model."""
     lines = [
         f"Flagged from {segment.start_s:.1f} s to {segment.end_s:.1f} s, peak score {segment.peak_score:.2f} at {segment.peak_s:.1f} s."
     ]
     for hit in segment.rules:
-        lines.append(f"Rule {hit['rule']}: {hit['message']}.")
+        lines.append(describe_rule_hit(hit["rule"], hit["message"]))
     for item in segment.components[:5]:
         lines.append(describe_component(item))
     for track in tracks:

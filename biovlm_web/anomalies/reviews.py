@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from analysis.anomaly.metrics import VideoAnnotation, segment_metrics, video_metrics, write_ucf_crime
+from analysis.anomaly.reason import describe_rule_hit
 
 
 def latest_verdicts(segments) -> dict[int, object]:
@@ -141,7 +142,7 @@ def reviewed_segment_reasoning(facts: dict, start_s: float, end_s: float, thresh
     ]
     if facts["track_ids"]:
         lines.append("Tracks seen: " + ", ".join(f"#{track_id}" for track_id in facts["track_ids"]) + ".")
-    rule_lines = [f"Rule {hit['rule']}: {hit.get('message', '')}".rstrip(": ") + "." for hit in facts["rules"]]
+    rule_lines = [describe_rule_hit(hit["rule"], hit.get("message", "")) for hit in facts["rules"]]
     # A rule fires again each time a track re-enters its condition; list each distinct message once.
     lines.extend(dict.fromkeys(rule_lines))
     return "\n".join(lines)

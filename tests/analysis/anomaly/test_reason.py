@@ -168,7 +168,7 @@ def test_chain_through_endpoint(scripted_server, restricted_result, lab_scene):
     assert explanation["vlm"]["description"].startswith("A bench")
     assert len(requests) == 3
     assert all(image_count(body) == 3 for body in requests)
-    assert "Rule restricted_zone" in prompt_text(requests[0])
+    assert "Rule broken (entry into a restricted zone)" in prompt_text(requests[0])
     assert "The bottle rests in the restricted zone." in prompt_text(requests[2])
 
 
