@@ -20,6 +20,7 @@ CAPABILITIES = (
         "title": "Cryo-ET spatial query",
         "summary": "Pick particles in an MRC tomogram, classify them with APT-ViT and query the particle map.",
         "project_url": "tomogram-list",
+        "anchor": "",
         "link_text": "Tomograms",
         "kinds": ("tomogram_run",),
         "result_key": "run_url",
@@ -29,6 +30,7 @@ CAPABILITIES = (
         "title": "Set-difference comparison",
         "summary": "Rank descriptions of what is more true of image group A than of group B, with evidence.",
         "project_url": "project-detail",
+        "anchor": "#comparisons",
         "link_text": "Comparisons",
         "kinds": ("setdiff_comparison", "setdiff_comparison_models"),
         "result_key": "comparison_url",
@@ -38,6 +40,7 @@ CAPABILITIES = (
         "title": "Lab video anomaly review",
         "summary": "Fit a scene on normal videos, flag what differs in new ones, and review each flagged event.",
         "project_url": "project-detail",
+        "anchor": "#anomaly-scenes",
         "link_text": "Anomaly scenes",
         "kinds": ("anomaly_video_run",),
         "result_key": "run_url",
@@ -61,7 +64,7 @@ def capabilities(projects) -> list[dict]:
             {
                 **capability,
                 "links": [
-                    (project.name, reverse(capability["project_url"], args=[project.uuid]))
+                    (project.name, reverse(capability["project_url"], args=[project.uuid]) + capability["anchor"])
                     for project in linked_projects
                 ],
                 "latest": latest,

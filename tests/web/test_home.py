@@ -64,7 +64,8 @@ def test_home_links_capabilities_and_latest_result(client, personas, redis_conn)
     assert "/tomogram-runs/00000000-0000-0000-0000-000000000001/" in cards["cryoet"]
     # The other project's comparison is not visible to this user.
     assert "No finished run yet." in cards["comparisons"]
-    assert reverse("project-detail", args=[project.uuid]) in cards["anomalies"]
+    assert reverse("project-detail", args=[project.uuid]) + "#anomaly-scenes" in cards["anomalies"]
+    assert reverse("project-detail", args=[project.uuid]) + "#comparisons" in cards["comparisons"]
     assert "Tomogram run" in page  # the recent runs table
 
 
