@@ -51,6 +51,9 @@ class Tracker:
         low_score: float = 0.1,
         padding: float = 0.5,
     ) -> None:
+        from analysis.backends.yolo import import_ultralytics
+
+        import_ultralytics()
         from ultralytics.trackers.byte_tracker import BYTETracker
 
         arguments = Namespace(

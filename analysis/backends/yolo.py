@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from analysis.backends.base import ModelInfo, ModelUnavailable, torch_module_size, weights_sha256
 from analysis.backends.device import pick_device, pick_dtype
@@ -42,15 +43,25 @@ ULTRALYTICS_ENVIRONMENT = {
 
 
 def import_ultralytics():
-    """Import ultralytics with the network features off, and return the ``YOLO`` class."""
+    """Import ultralytics with the network features off, and return the ``YOLO`` class.
+
+    Every import of ultralytics in this project goes through here.
+    """
     for name, value in ULTRALYTICS_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
     from ultralytics import YOLO
-    from ultralytics.utils import events
+    from ultralytics.utils import events, patches
 
     # ultralytics reads the environment once, at its first import. Telemetry may still be on if
     # another module imported ultralytics earlier, so turn it off here as well.
     events.events.enabled = False
+    # Importing ultralytics (8.4) replaces PIL.Image.open for the whole process with a wrapper
+    # that, on a file Pillow cannot identify, imports the optional pi_heif package; without it,
+    # every undecodable upload in a worker failed with "No module named 'pi_heif'". Put
+    # Pillow's own function back.
+    original_open = getattr(patches, "_image_open", None)
+    if original_open is not None and Image.open is getattr(patches, "image_open", None):
+        Image.open = original_open
     return YOLO
 
 

@@ -287,3 +287,28 @@ def test_build_load_predict_offline(tmp_path):
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     assert report["attempts"] == []
     assert all(count > 0 for count in report["counts"])
+
+
+@pytest.mark.parametrize(
+    "importer",
+    [
+        "from analysis.backends.yolo import import_ultralytics; import_ultralytics()",
+        "from analysis.anomaly.track import Tracker; Tracker(fps=10)",
+    ],
+)
+def test_ultralytics_import_keeps_pillow_open(importer):
+    # A fresh process, because the first import of ultralytics is the one that patches Pillow.
+    code = (
+        f"{importer}\n"
+        "import io\n"
+        "from PIL import Image, UnidentifiedImageError\n"
+        "try:\n"
+        "    Image.open(io.BytesIO(b'Plate 3 was imaged on Tuesday.'))\n"
+        "except UnidentifiedImageError:\n"
+        "    print('unidentified')\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.strip() == "unidentified"
