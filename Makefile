@@ -54,7 +54,7 @@ var/secret_key:
 migrate: install var/secret_key
 	$(PY) manage.py migrate --noinput
 
-test: install-dev frontend
+test: install-dev frontend var/secret_key
 	bash scripts/run_tests.sh
 
 lint: install-dev
