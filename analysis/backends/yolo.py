@@ -55,10 +55,10 @@ def import_ultralytics():
     # ultralytics reads the environment once, at its first import. Telemetry may still be on if
     # another module imported ultralytics earlier, so turn it off here as well.
     events.events.enabled = False
-    # Importing ultralytics (8.4) replaces PIL.Image.open for the whole process with a wrapper
-    # that, on a file Pillow cannot identify, imports the optional pi_heif package; without it,
-    # every undecodable upload in a worker failed with "No module named 'pi_heif'". Put
-    # Pillow's own function back.
+    # Importing ultralytics (8.4) replaces PIL.Image.open for the whole process. Its wrapper
+    # imports the optional pi_heif package when Pillow cannot identify a file, so without that
+    # package every undecodable upload failed with "No module named 'pi_heif'". Put Pillow's
+    # own function back.
     original_open = getattr(patches, "_image_open", None)
     if original_open is not None and Image.open is getattr(patches, "image_open", None):
         Image.open = original_open
