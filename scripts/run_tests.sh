@@ -23,7 +23,7 @@ run .venv/bin/pytest "$@"
 if [ -n "${DATABASE_URL:-}" ] || [ -n "${REDIS_URL:-}" ]; then
   echo "==> default path: SQLite and the embedded Redis"
   # The analysis tests use neither service, so the second run leaves them out. The browser
-  # tests are left out too, to keep the suite short: tests/web covers the embedded Redis's
+  # tests are left out too, to keep the suite short. tests/web covers the embedded Redis's
   # websockets and queue, and the demo check below runs real jobs on the default path.
   if [ $# -eq 0 ]; then set -- tests/web tests/comparisons; fi
   run env -u DATABASE_URL -u REDIS_URL .venv/bin/pytest "$@"
