@@ -68,7 +68,8 @@ def test_check_job_records_what_loads(client, personas, small_models, redis_conn
     job_page = client.get(f"/jobs/{job_uuid}/")
     assert job_page.status_code == 200
     job_html = job_page.content.decode()
-    assert "{&#x27;" not in job_html and "{'" not in job_html, "the job page prints the result as a dict"
+    assert "{&#x27;" not in job_html, "the job page prints the result as an escaped dict"
+    assert "{'" not in job_html, "the job page prints the result as a dict"
     assert 'href="/models/"' in job_html
     assert "/nonexistent/blip" in job_html
 
